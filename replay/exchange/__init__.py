@@ -1,0 +1,17 @@
+"""The simulated VALR exchange: value types, events, order book, matching engine."""
+
+from .engine import Exchange
+from .events import *  # noqa: F401,F403
+from .model import *  # noqa: F401,F403
+from .model import ExchangeError, PairSpec
+
+__all__ = ["Exchange", "ExchangeError", "PairSpec", "BackgroundMarket"]
+
+
+def __getattr__(name: str):
+    # Imported lazily: background.py depends on replay.config, which imports model.py.
+    if name == "BackgroundMarket":
+        from .background import BackgroundMarket
+
+        return BackgroundMarket
+    raise AttributeError(name)

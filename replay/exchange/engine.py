@@ -1,0 +1,776 @@
+"""The simulated VALR matching engine and accounts (pure: no sockets, no clock).
+
+Every call takes ``ts_ms`` from the caller. Commands are two-stage, like VALR:
+``submit_*`` is the synchronous acknowledgement (HTTP 202 / WS reply) that hands out the
+new order id; ``process_next`` is the matching engine handling the oldest submitted
+command, returning the domain events it caused. Everything that depends on the book or
+on balances is decided at processing time and reported as events, never raised.
+
+Ids (orders, trades, history records) are UUIDs drawn from ``random.Random(seed)``:
+the same seed and the same commands give the same ids and the same events.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from typing import Iterable, Mapping
+
+from .book import ZERO, Order, OrderBook
+from .events import (
+    AccountTrade,
+    BalanceChanged,
+    BookChanged,
+    CancelFailed,
+    Event,
+    OpenOrdersChanged,
+    OrderFailed,
+    OrderProcessed,
+    OrderStatusChanged,
+    PublicTrade,
+)
+from .model import (
+    Balance,
+    BookView,
+    CancelRequest,
+    ExchangeError,
+    LimitRequest,
+    MarketRequest,
+    MarketSummary,
+    OrderStatus,
+    OrderType,
+    OrderView,
+    PairSpec,
+    Side,
+    Submitted,
+    TimeInForce,
+    Trade,
+)
+
+# --- VALR's texts -----------------------------------------------------------------------
+# Synchronous refusals. VALR's exact codes for these are not documented; -1 is the code
+# CCXT shows for "Invalid Order. ", used here for every synchronous refusal. [INF]
+ERR_CODE_INVALID = -1
+# Reason texts at processing time.
+REASON_MIN_SIZE = "Minimum order size not met"  # [C-code CCXT, code -12007]; details appended below
+REASON_INSUFFICIENT_BALANCE = "Insufficient Balance"  # [C-doc3 listed reason; capitalisation per brief]
+REASON_POST_ONLY = "Post only cancelled as it would have matched"  # [C-code Rust comment]
+REASON_DUPLICATE_CID = "Duplicate customer order id's are not allowed"  # [C-code CCXT, code -11502]
+REASON_TICK = "Price must be a multiple of the tick size"  # [INF] VALR's text unknown
+REASON_DECIMALS = "Quantity has more decimal places than allowed"  # [INF]
+REASON_MAX_SIZE = "Maximum order size exceeded"  # [INF]
+REASON_FOK = "Insufficient liquidity to fill FOK order"  # [INF] C-doc3 lists "insufficient liquidity (FOK/IOC)"
+REASON_NO_LIQUIDITY = "Insufficient liquidity"  # [INF] market order that finds no counterparty
+REASON_PAIR_INACTIVE = "Currency pair is not active"  # [INF]
+REASON_SELF_TRADE = "Self trade prevention: resting order cancelled"  # [INF] mode of VALR's STP inferred
+# Cancel of an unknown or already closed order. VALR's documented FAILED_CANCEL_ORDER text is
+# "An error occurred while cancelling your order." [C-off]; we use a more specific not-found
+# text, which HB's "not found" matching also recognises. [INF]
+CANCEL_NOT_FOUND = "Order does not exist"
+CANCEL_ALREADY_CLOSED = "Order is already closed"  # [INF]
+
+# VALR: customerOrderId is alphanumeric plus dashes, at most 50 characters. [C-doc3]
+_CID_RE = re.compile(r"^[A-Za-z0-9-]{1,50}$")
+
+
+@dataclass
+class _Account:
+    name: str
+    balances: dict[str, list[Decimal]] = field(default_factory=dict)  # currency -> [available, reserved]
+    updated_ms: dict[str, int] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)  # every processed order, by id
+    by_cid: dict[str, list[Order]] = field(default_factory=dict)  # oldest first
+    open: dict[str, Order] = field(default_factory=dict)
+    closed: list[Order] = field(default_factory=list)  # in closing order
+
+    def bal(self, currency: str) -> list[Decimal]:
+        b = self.balances.get(currency)
+        if b is None:
+            b = self.balances[currency] = [ZERO, ZERO]
+        return b
+
+    def open_views(self) -> tuple[OrderView, ...]:
+        return tuple(o.view() for o in sorted(self.open.values(), key=lambda o: o.seq))
+
+
+@dataclass
+class _Command:
+    ticket: int
+    kind: str  # "limit" | "market" | "cancel"
+    account: str
+    req: LimitRequest | MarketRequest | CancelRequest
+    order_id: str | None
+    ts_ms: int
+
+
+@dataclass
+class _PairStats:
+    first_price: Decimal | None = None
+    last_price: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    base_volume: Decimal = ZERO
+    quote_volume: Decimal = ZERO
+    last_ms: int = 0
+
+
+class _Ctx:
+    """Collects the events of one command, in the order the brief fixes."""
+
+    def __init__(self, ex: "Exchange", ts_ms: int):
+        self.ex = ex
+        self.ts = ts_ms
+        self.events: list[Event] = []
+        self.open_changed: dict[str, None] = {}  # accounts, insertion ordered
+        self.dirty: dict[tuple[str, str], None] = {}  # (account, currency) changed, not yet emitted
+        self.public: list[PublicTrade] = []
+        self.books: dict[str, None] = {}
+
+    def add(self, ev: Event) -> None:
+        self.events.append(ev)
+
+    def move(self, account: str, currency: str, d_avail: Decimal, d_res: Decimal) -> None:
+        acct = self.ex._accounts[account]
+        b = acct.bal(currency)
+        b[0] += d_avail
+        b[1] += d_res
+        acct.updated_ms[currency] = self.ts
+        self.dirty[(account, currency)] = None
+
+    def emit_balance(self, account: str, currency: str) -> None:
+        self.dirty.pop((account, currency), None)
+        self.add(BalanceChanged(self.ts, account, self.ex._balance(account, currency)))
+
+    def status(self, order: Order) -> None:
+        self.add(OrderStatusChanged(self.ts, order.account, order.view()))
+
+    def finish(self) -> list[Event]:
+        for account in self.open_changed:
+            self.add(OpenOrdersChanged(self.ts, account, self.ex._accounts[account].open_views()))
+        for account, currency in list(self.dirty):
+            self.emit_balance(account, currency)
+        self.events.extend(self.public)
+        for pair in self.books:
+            self.add(BookChanged(self.ts, pair))
+        return self.events
+
+
+def _floor_to(q: Decimal, decimals: int) -> Decimal:
+    return q.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_DOWN)
+
+
+def _has_more_decimals(q: Decimal, decimals: int) -> bool:
+    return q.scaleb(decimals) % 1 != 0
+
+
+class Exchange:
+    """A VALR-like spot exchange: books, balances, order lifecycle, price-time matching."""
+
+    def __init__(self, pairs: Iterable[PairSpec], *, seed: int = 0):
+        self.pairs: dict[str, PairSpec] = {}
+        for p in pairs:
+            if p.symbol in self.pairs:
+                raise ValueError(f"duplicate pair {p.symbol!r}")
+            self.pairs[p.symbol] = p
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self._books = {s: OrderBook(s) for s in self.pairs}
+        self._stats = {s: _PairStats() for s in self.pairs}
+        self._trades: dict[str, deque[Trade]] = {s: deque(maxlen=1000) for s in self.pairs}
+        self._trade_seq = {s: 0 for s in self.pairs}
+        self._accounts: dict[str, _Account] = {}
+        self._queue: deque[_Command] = deque()
+        self._pending_orders: dict[str, _Command] = {}  # order id -> its unprocessed placement
+        self._ticket = 0
+        self._seq = 0
+
+    # --- accounts ---------------------------------------------------------------------
+    def open_account(self, account: str, balances: Mapping[str, Decimal]) -> None:
+        if account in self._accounts:
+            raise ValueError(f"account {account!r} already exists")
+        acct = _Account(account)
+        for cur, amount in balances.items():
+            amount = Decimal(amount)
+            if amount < 0:
+                raise ValueError(f"account {account!r}: negative balance for {cur}")
+            acct.balances[cur] = [amount, ZERO]
+            acct.updated_ms[cur] = 0
+        self._accounts[account] = acct
+
+    @property
+    def accounts(self) -> list[str]:
+        return list(self._accounts)
+
+    def _account(self, account: str) -> _Account:
+        try:
+            return self._accounts[account]
+        except KeyError:
+            raise ExchangeError(ERR_CODE_INVALID, f"Unknown account: {account}", "account") from None
+
+    def _pair(self, pair: str) -> PairSpec:
+        try:
+            return self.pairs[pair]
+        except KeyError:
+            # [INF] VALR's code/text for an unknown pair are not documented.
+            raise ExchangeError(ERR_CODE_INVALID, f"Invalid currency pair: {pair}", "pair") from None
+
+    def _new_id(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    # --- submit (synchronous acknowledgement) -------------------------------------------
+    def _check_common(self, account: str, pair: str, side: object, cid: str | None) -> None:
+        self._account(account)
+        self._pair(pair)
+        if not isinstance(side, Side):
+            raise ExchangeError(ERR_CODE_INVALID, f"Invalid side: {side!r}", "side")
+        if cid is not None and not _CID_RE.match(cid):
+            raise ExchangeError(
+                ERR_CODE_INVALID,
+                "customerOrderId must be 1-50 characters, letters, digits and dashes",
+                "customerOrderId",
+            )
+
+    @staticmethod
+    def _positive(value: object, name: str) -> None:
+        if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+            raise ExchangeError(ERR_CODE_INVALID, f"{name} must be a positive number", name)
+
+    def _enqueue(self, ts_ms: int, kind: str, account: str, req, order_id: str | None) -> Submitted:
+        self._ticket += 1
+        cmd = _Command(self._ticket, kind, account, req, order_id, ts_ms)
+        self._queue.append(cmd)
+        if kind != "cancel" and order_id is not None:
+            self._pending_orders[order_id] = cmd
+        return Submitted(self._ticket, order_id, req.customer_order_id)
+
+    def submit_limit(self, ts_ms: int, account: str, req: LimitRequest) -> Submitted:
+        self._check_common(account, req.pair, req.side, req.customer_order_id)
+        self._positive(req.quantity, "quantity")
+        self._positive(req.price, "price")
+        if not isinstance(req.time_in_force, TimeInForce):
+            raise ExchangeError(ERR_CODE_INVALID, f"Invalid timeInForce: {req.time_in_force!r}", "timeInForce")
+        return self._enqueue(ts_ms, "limit", account, req, self._new_id())
+
+    def submit_market(self, ts_ms: int, account: str, req: MarketRequest) -> Submitted:
+        self._check_common(account, req.pair, req.side, req.customer_order_id)
+        if (req.base_amount is None) == (req.quote_amount is None):
+            raise ExchangeError(
+                ERR_CODE_INVALID, "Exactly one of baseAmount and quoteAmount is required", "baseAmount"
+            )
+        if req.base_amount is not None:
+            self._positive(req.base_amount, "baseAmount")
+        else:
+            self._positive(req.quote_amount, "quoteAmount")
+        return self._enqueue(ts_ms, "market", account, req, self._new_id())
+
+    def submit_cancel(self, ts_ms: int, account: str, req: CancelRequest) -> Submitted:
+        acct = self._account(account)
+        self._pair(req.pair)
+        if (req.order_id is None) == (req.customer_order_id is None):
+            raise ExchangeError(
+                ERR_CODE_INVALID, "Exactly one of orderId and customerOrderId is required", "orderId"
+            )
+        named: str | None = req.order_id
+        if req.customer_order_id is not None:
+            order = self._by_cid(acct, req.customer_order_id, req.pair)
+            if order is not None and order.is_open:
+                named = order.order_id
+            else:
+                # The order it names may still be waiting in the queue.
+                named = next(
+                    (
+                        c.order_id
+                        for c in reversed(self._queue)
+                        if c.kind != "cancel"
+                        and c.account == account
+                        and c.req.customer_order_id == req.customer_order_id
+                    ),
+                    order.order_id if order is not None else None,
+                )
+        return self._enqueue(ts_ms, "cancel", account, req, named)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    # --- processing ---------------------------------------------------------------------
+    def process_next(self, ts_ms: int) -> list[Event]:
+        if not self._queue:
+            return []
+        cmd = self._queue.popleft()
+        if cmd.kind != "cancel":
+            self._pending_orders.pop(cmd.order_id, None)
+        return self._run(ts_ms, cmd)
+
+    def process_all(self, ts_ms: int) -> list[Event]:
+        out: list[Event] = []
+        while self._queue:
+            out.extend(self.process_next(ts_ms))
+        return out
+
+    def _run(self, ts_ms: int, cmd: _Command) -> list[Event]:
+        ctx = _Ctx(self, ts_ms)
+        if cmd.kind == "limit":
+            self._process_limit(ctx, cmd)
+        elif cmd.kind == "market":
+            self._process_market(ctx, cmd)
+        else:
+            self._process_cancel(ctx, cmd)
+        return ctx.finish()
+
+    def execute(
+        self, ts_ms: int, account: str, req: LimitRequest | MarketRequest | CancelRequest
+    ) -> tuple[str | None, list[Event]]:
+        """Submit and process one command at once, bypassing the queue.
+
+        For participants other than the connector under test (the background market):
+        their orders reach the engine in between the queued ones without flushing them.
+        Returns the order id (for a cancel: the named order's id, if known) and the events.
+        """
+        if isinstance(req, LimitRequest):
+            sub = self.submit_limit(ts_ms, account, req)
+        elif isinstance(req, MarketRequest):
+            sub = self.submit_market(ts_ms, account, req)
+        else:
+            sub = self.submit_cancel(ts_ms, account, req)
+        cmd = self._queue.pop()  # the command just enqueued
+        if cmd.kind != "cancel":
+            self._pending_orders.pop(cmd.order_id, None)
+        return sub.order_id, self._run(ts_ms, cmd)
+
+    # conveniences
+    def place_limit(self, ts_ms: int, account: str, req: LimitRequest) -> tuple[str, list[Event]]:
+        sub = self.submit_limit(ts_ms, account, req)
+        return sub.order_id, self.process_all(ts_ms)
+
+    def place_market(self, ts_ms: int, account: str, req: MarketRequest) -> tuple[str, list[Event]]:
+        sub = self.submit_market(ts_ms, account, req)
+        return sub.order_id, self.process_all(ts_ms)
+
+    def cancel(self, ts_ms: int, account: str, req: CancelRequest) -> list[Event]:
+        self.submit_cancel(ts_ms, account, req)
+        return self.process_all(ts_ms)
+
+    def cancel_all(self, ts_ms: int, account: str, pair: str | None = None) -> tuple[list[str], list[Event]]:
+        """Cancel every open order of ``account`` (on ``pair``) now, bypassing the queue."""
+        acct = self._account(account)
+        if pair is not None:
+            self._pair(pair)
+        ctx = _Ctx(self, ts_ms)
+        ids = []
+        for order in sorted(acct.open.values(), key=lambda o: o.seq):
+            if pair is None or order.pair == pair:
+                self._cancel_order(ctx, order)
+                ids.append(order.order_id)
+        return ids, ctx.finish()
+
+    # --- placement ------------------------------------------------------------------------
+    def _new_order(self, cmd: _Command, ts_ms: int) -> Order:
+        req = cmd.req
+        self._seq += 1
+        if isinstance(req, LimitRequest):
+            otype = OrderType.POST_ONLY_LIMIT if req.post_only else OrderType.LIMIT
+            return Order(
+                order_id=cmd.order_id, account=cmd.account, pair=req.pair, side=req.side,
+                order_type=otype, time_in_force=req.time_in_force, price=req.price,
+                original_quantity=req.quantity, remaining_quantity=req.quantity,
+                status=OrderStatus.PLACED, created_ms=cmd.ts_ms, updated_ms=ts_ms,
+                customer_order_id=req.customer_order_id, seq=self._seq,
+            )  # fmt: skip
+        # Market orders: the quantity is the base amount, or for a quote-amount order the base
+        # quantity the book walk planned (set by the caller). [INF] VALR's field values unknown.
+        qty = req.base_amount if req.base_amount is not None else ZERO
+        return Order(
+            order_id=cmd.order_id, account=cmd.account, pair=req.pair, side=req.side,
+            order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, price=None,
+            original_quantity=qty, remaining_quantity=qty, status=OrderStatus.PLACED,
+            created_ms=cmd.ts_ms, updated_ms=ts_ms, customer_order_id=req.customer_order_id,
+            seq=self._seq,
+        )  # fmt: skip
+
+    def _remember(self, order: Order) -> None:
+        acct = self._accounts[order.account]
+        acct.orders[order.order_id] = order
+        if order.customer_order_id is not None:
+            acct.by_cid.setdefault(order.customer_order_id, []).append(order)
+
+    def _fail(self, ctx: _Ctx, order: Order, reason: str) -> None:
+        order.status = OrderStatus.FAILED
+        order.failed_reason = reason
+        order.updated_ms = ctx.ts
+        order.touch()
+        self._remember(order)
+        self._accounts[order.account].closed.append(order)
+        ctx.add(OrderProcessed(ctx.ts, order.account, order.order_id, order.customer_order_id, False, reason))
+        ctx.add(OrderFailed(ctx.ts, order.account, order.order_id, order.customer_order_id, reason))
+        ctx.status(order)
+
+    def _common_reason(self, acct: _Account, spec: PairSpec, cid: str | None) -> str | None:
+        if not spec.active:
+            return REASON_PAIR_INACTIVE
+        if cid is not None:
+            for o in acct.by_cid.get(cid, ()):
+                if o.is_open:
+                    return REASON_DUPLICATE_CID
+        return None
+
+    @staticmethod
+    def _min_size_reason(spec: PairSpec) -> str:
+        # Detail format follows CCXT's example "Minimum order size not met . Minimum amount:
+        # 1 USDT, minimum total: 10 ZAR". [C-code]
+        return (
+            f"{REASON_MIN_SIZE} . Minimum amount: {spec.min_base} {spec.base}, "
+            f"minimum total: {spec.min_quote} {spec.quote}"
+        )
+
+    def _plan(
+        self,
+        book: OrderBook,
+        account: str,
+        side: Side,
+        limit_price: Decimal | None,
+        base_left: Decimal | None,
+        quote_left: Decimal | None,
+        base_decimals: int,
+    ) -> tuple[list[tuple[Order, Decimal]], list[Order]]:
+        """Walk the opposite side: the fills an incoming order would get, and the same
+        account's resting orders it would meet (self-trade prevention cancels those)."""
+        fills: list[tuple[Order, Decimal]] = []
+        self_hits: list[Order] = []
+        for maker in book.iter_orders(side.opposite):
+            if limit_price is not None:
+                if side is Side.BUY and maker.price > limit_price:
+                    break
+                if side is Side.SELL and maker.price < limit_price:
+                    break
+            if (base_left is not None and base_left <= 0) or (quote_left is not None and quote_left <= 0):
+                break
+            if maker.account == account:
+                self_hits.append(maker)
+                continue
+            q = maker.remaining_quantity
+            if base_left is not None:
+                q = min(q, base_left)
+                base_left -= q
+            if quote_left is not None:
+                q = min(q, _floor_to(quote_left / maker.price, base_decimals))
+                if q <= 0:
+                    break
+                quote_left -= q * maker.price
+            fills.append((maker, q))
+        return fills, self_hits
+
+    def _process_limit(self, ctx: _Ctx, cmd: _Command) -> None:
+        req: LimitRequest = cmd.req  # type: ignore[assignment]
+        spec = self.pairs[req.pair]
+        acct = self._accounts[cmd.account]
+        book = self._books[req.pair]
+        order = self._new_order(cmd, ctx.ts)
+        reason = self._common_reason(acct, spec, req.customer_order_id)
+        cost = req.price * req.quantity
+        if reason is None and req.price % spec.tick_size != 0:
+            reason = f"{REASON_TICK} {spec.tick_size}"
+        if reason is None and _has_more_decimals(req.quantity, spec.base_decimals):
+            reason = REASON_DECIMALS
+        if reason is None and (req.quantity < spec.min_base or cost < spec.min_quote):
+            reason = self._min_size_reason(spec)
+        if reason is None and (req.quantity > spec.max_base or cost > spec.max_quote):
+            reason = REASON_MAX_SIZE
+        spend_cur, reserve = (spec.quote, cost) if req.side is Side.BUY else (spec.base, req.quantity)
+        if reason is None and acct.bal(spend_cur)[0] < reserve:
+            reason = REASON_INSUFFICIENT_BALANCE
+        fills: list[tuple[Order, Decimal]] = []
+        self_hits: list[Order] = []
+        if reason is None:
+            if req.post_only:
+                # Any order at a crossing price, the account's own included, makes a post-only fail.
+                best = book.best_price(req.side.opposite)
+                if best is not None and (best <= req.price if req.side is Side.BUY else best >= req.price):
+                    reason = REASON_POST_ONLY
+            else:
+                fills, self_hits = self._plan(
+                    book, cmd.account, req.side, req.price, req.quantity, None, spec.base_decimals
+                )
+                if req.time_in_force is TimeInForce.FOK and sum((q for _, q in fills), ZERO) < req.quantity:
+                    reason = REASON_FOK
+        if reason is not None:
+            self._fail(ctx, order, reason)
+            return
+
+        # Accepted: reserve, report, match.
+        self._remember(order)
+        order.reserved = reserve
+        ctx.move(cmd.account, spend_cur, -reserve, reserve)
+        ctx.add(OrderProcessed(ctx.ts, cmd.account, order.order_id, order.customer_order_id, True))
+        ctx.status(order)
+        for resting in self_hits:
+            self._cancel_order(ctx, resting, REASON_SELF_TRADE)
+        for maker, q in fills:
+            self._fill(ctx, order, maker, q, spec)
+        if order.remaining_quantity > 0:
+            if req.time_in_force is TimeInForce.GTC:
+                book.add(order, ctx.ts)
+                acct.open[order.order_id] = order
+                ctx.open_changed[cmd.account] = None
+                ctx.books[req.pair] = None
+            else:
+                # IOC remainder (FOK never gets here with a remainder): cancelled.
+                self._close(ctx, order, OrderStatus.CANCELLED)
+                ctx.status(order)
+        elif fills:
+            self._accounts[cmd.account].closed.append(order)
+
+    def _process_market(self, ctx: _Ctx, cmd: _Command) -> None:
+        req: MarketRequest = cmd.req  # type: ignore[assignment]
+        spec = self.pairs[req.pair]
+        acct = self._accounts[cmd.account]
+        book = self._books[req.pair]
+        order = self._new_order(cmd, ctx.ts)
+        reason = self._common_reason(acct, spec, req.customer_order_id)
+        if reason is None and req.base_amount is not None:
+            if _has_more_decimals(req.base_amount, spec.base_decimals):
+                reason = REASON_DECIMALS
+            elif req.base_amount < spec.min_base:
+                reason = self._min_size_reason(spec)
+            elif req.base_amount > spec.max_base:
+                reason = REASON_MAX_SIZE
+        if reason is None and req.quote_amount is not None:
+            if req.quote_amount < spec.min_quote:
+                reason = self._min_size_reason(spec)
+            elif req.quote_amount > spec.max_quote:
+                reason = REASON_MAX_SIZE
+        fills: list[tuple[Order, Decimal]] = []
+        self_hits: list[Order] = []
+        spend_cur = spec.quote if req.side is Side.BUY else spec.base
+        reserve = ZERO
+        if reason is None:
+            fills, self_hits = self._plan(
+                book, cmd.account, req.side, None, req.base_amount, req.quote_amount, spec.base_decimals
+            )
+            planned_base = sum((q for _, q in fills), ZERO)
+            planned_quote = sum((m.price * q for m, q in fills), ZERO)
+            if req.side is Side.BUY:
+                reserve = req.quote_amount if req.quote_amount is not None else planned_quote
+            else:
+                reserve = req.base_amount if req.base_amount is not None else planned_base
+            if acct.bal(spend_cur)[0] < reserve:
+                reason = REASON_INSUFFICIENT_BALANCE
+            elif not fills:
+                reason = REASON_NO_LIQUIDITY
+            if req.base_amount is None:
+                order.original_quantity = order.remaining_quantity = planned_base
+        if reason is not None:
+            self._fail(ctx, order, reason)
+            return
+
+        self._remember(order)
+        order.reserved = reserve
+        ctx.move(cmd.account, spend_cur, -reserve, reserve)
+        # [INF] No "Placed" status for a market order: it never rests.
+        ctx.add(OrderProcessed(ctx.ts, cmd.account, order.order_id, order.customer_order_id, True))
+        for resting in self_hits:
+            self._cancel_order(ctx, resting, REASON_SELF_TRADE)
+        for maker, q in fills:
+            self._fill(ctx, order, maker, q, spec)
+        if order.remaining_quantity > 0:
+            # Not enough liquidity for the whole amount: the remainder is cancelled. [INF]
+            self._close(ctx, order, OrderStatus.CANCELLED)
+            ctx.status(order)
+        else:
+            self._release(ctx, order)
+            acct.closed.append(order)
+
+    # --- fills ----------------------------------------------------------------------------
+    def _fill(self, ctx: _Ctx, taker: Order, maker: Order, qty: Decimal, spec: PairSpec) -> None:
+        price = maker.price
+        quote = price * qty
+        buyer, seller = (taker, maker) if taker.side is Side.BUY else (maker, taker)
+        # Fees are charged in the currency each side receives (buyer: base, seller: quote),
+        # as VALR's NEW_ACCOUNT_HISTORY_RECORD shows feeValue in the credit currency. [C-off VP example]
+        buyer_rate = spec.taker_fee if buyer is taker else spec.maker_fee
+        seller_rate = spec.taker_fee if seller is taker else spec.maker_fee
+        buyer_fee = qty * buyer_rate
+        seller_fee = quote * seller_rate
+        # Buyer: its reservation is at its own rate (limit price), or actual cost for a market buy.
+        buyer_release = quote if buyer.price is None else buyer.price * qty
+        buyer_release = min(buyer_release, buyer.reserved)
+        buyer.reserved -= buyer_release
+        ctx.move(buyer.account, spec.quote, buyer_release - quote, -buyer_release)
+        ctx.move(buyer.account, spec.base, qty - buyer_fee, ZERO)
+        seller.reserved -= qty
+        ctx.move(seller.account, spec.base, ZERO, -qty)
+        ctx.move(seller.account, spec.quote, quote - seller_fee, ZERO)
+
+        for o, fee in ((buyer, buyer_fee), (seller, seller_fee)):
+            o.remaining_quantity -= qty
+            o.filled_quantity += qty
+            o.filled_quote += quote
+            o.fee_paid += fee
+            o.updated_ms = ctx.ts
+            o.status = OrderStatus.FILLED if o.remaining_quantity == 0 else OrderStatus.PARTIALLY_FILLED
+            o.touch()
+
+        book = self._books[spec.symbol]
+        if maker.remaining_quantity == 0:
+            book.remove(maker, ctx.ts)
+            self._release(ctx, maker)  # rounding dust, if any
+            acct = self._accounts[maker.account]
+            acct.open.pop(maker.order_id, None)
+            acct.closed.append(maker)
+        else:
+            book.quantity_changed(ctx.ts)
+        ctx.open_changed[maker.account] = None
+        ctx.books[spec.symbol] = None
+
+        self._trade_seq[spec.symbol] += 1
+        trade = Trade(
+            trade_id=self._new_id(), sequence=self._trade_seq[spec.symbol], pair=spec.symbol,
+            price=price, quantity=qty, taker_side=taker.side, ts_ms=ctx.ts,
+            maker_order_id=maker.order_id, taker_order_id=taker.order_id,
+            maker_account=maker.account, taker_account=taker.account,
+        )  # fmt: skip
+        self._record_trade(trade)
+        for o, is_maker in ((taker, False), (maker, True)):
+            fee, fee_cur = (buyer_fee, spec.base) if o is buyer else (seller_fee, spec.quote)
+            ctx.add(AccountTrade(ctx.ts, o.account, trade, o.view(), o.side.value, is_maker, fee, fee_cur, self._new_id()))
+            ctx.emit_balance(o.account, spec.base)
+            ctx.emit_balance(o.account, spec.quote)
+            ctx.status(o)
+        ctx.public.append(PublicTrade(ctx.ts, trade))
+
+    def _record_trade(self, trade: Trade) -> None:
+        st = self._stats[trade.pair]
+        if st.first_price is None:
+            st.first_price = trade.price
+        st.last_price = trade.price
+        st.high = trade.price if st.high is None else max(st.high, trade.price)
+        st.low = trade.price if st.low is None else min(st.low, trade.price)
+        st.base_volume += trade.quantity
+        st.quote_volume += trade.quantity * trade.price
+        st.last_ms = max(st.last_ms, trade.ts_ms)
+        self._trades[trade.pair].append(trade)
+
+    # --- cancel ---------------------------------------------------------------------------
+    def _release(self, ctx: _Ctx, order: Order) -> None:
+        if order.reserved:
+            spec = self.pairs[order.pair]
+            cur = spec.quote if order.side is Side.BUY else spec.base
+            ctx.move(order.account, cur, order.reserved, -order.reserved)
+            order.reserved = ZERO
+
+    def _close(self, ctx: _Ctx, order: Order, status: OrderStatus, reason: str = "") -> None:
+        order.status = status
+        order.failed_reason = reason
+        order.updated_ms = ctx.ts
+        order.touch()
+        self._release(ctx, order)
+        acct = self._accounts[order.account]
+        if acct.open.pop(order.order_id, None) is not None:
+            ctx.open_changed[order.account] = None
+        acct.closed.append(order)
+
+    def _cancel_order(self, ctx: _Ctx, order: Order, reason: str = "") -> None:
+        book = self._books[order.pair]
+        if order.order_id in book:
+            book.remove(order, ctx.ts)
+            ctx.books[order.pair] = None
+        self._close(ctx, order, OrderStatus.CANCELLED, reason)
+        ctx.status(order)
+
+    def _process_cancel(self, ctx: _Ctx, cmd: _Command) -> None:
+        req: CancelRequest = cmd.req  # type: ignore[assignment]
+        acct = self._accounts[cmd.account]
+        if req.order_id is not None:
+            order = acct.orders.get(req.order_id)
+            if order is not None and order.pair != req.pair:
+                order = None
+        else:
+            order = self._by_cid(acct, req.customer_order_id, req.pair)
+        if order is None:
+            message = CANCEL_NOT_FOUND
+        elif not order.is_open:
+            message = CANCEL_ALREADY_CLOSED
+        else:
+            self._cancel_order(ctx, order)
+            return
+        ctx.add(CancelFailed(ctx.ts, cmd.account, req.order_id or cmd.order_id, req.customer_order_id, message))
+
+    # --- queries --------------------------------------------------------------------------
+    @staticmethod
+    def _by_cid(acct: _Account, cid: str, pair: str | None) -> Order | None:
+        candidates = [o for o in acct.by_cid.get(cid, ()) if pair is None or o.pair == pair]
+        for o in candidates:
+            if o.is_open:
+                return o
+        return max(candidates, key=lambda o: o.seq) if candidates else None
+
+    def open_orders(self, account: str, pair: str | None = None) -> list[OrderView]:
+        acct = self._account(account)
+        return [v for v in acct.open_views() if pair is None or v.pair == pair]
+
+    def find_order(
+        self,
+        account: str,
+        pair: str | None = None,
+        order_id: str | None = None,
+        customer_order_id: str | None = None,
+    ) -> OrderView | None:
+        acct = self._account(account)
+        if order_id is not None:
+            o = acct.orders.get(order_id)
+            if o is None or (pair is not None and o.pair != pair):
+                return None
+            return o.view()
+        if customer_order_id is not None:
+            o = self._by_cid(acct, customer_order_id, pair)
+            return o.view() if o is not None else None
+        return None
+
+    def order_history(self, account: str, skip: int = 0, limit: int = 100) -> list[OrderView]:
+        acct = self._account(account)
+        newest_first = acct.closed[::-1]
+        return [o.view() for o in newest_first[skip : skip + limit]]
+
+    def _balance(self, account: str, currency: str) -> Balance:
+        acct = self._accounts[account]
+        avail, res = acct.bal(currency)
+        return Balance(currency, avail, res, acct.updated_ms.get(currency, 0))
+
+    def balances(self, account: str) -> list[Balance]:
+        acct = self._account(account)
+        return [self._balance(account, c) for c in sorted(acct.balances)]
+
+    def book(self, pair: str, depth: int = 40) -> BookView:
+        self._pair(pair)
+        return self._books[pair].view(depth)
+
+    def market_summary(self, pair: str) -> MarketSummary:
+        """Summary since the exchange started ([INF] not a rolling 24 h window): the first
+        trade's price stands for the previous close."""
+        self._pair(pair)
+        book = self._books[pair]
+        st = self._stats[pair]
+        change = ZERO
+        if st.first_price and st.last_price is not None:
+            change = ((st.last_price - st.first_price) / st.first_price * 100).quantize(Decimal("0.01"))
+        return MarketSummary(
+            pair=pair,
+            ask_price=book.best_price(Side.SELL),
+            bid_price=book.best_price(Side.BUY),
+            last_traded_price=st.last_price,
+            previous_close_price=st.first_price,
+            base_volume=st.base_volume,
+            quote_volume=st.quote_volume,
+            high_price=st.high,
+            low_price=st.low,
+            created_ms=max(st.last_ms, book.last_change_ms),
+            change_from_previous=change,
+        )
+
+    def recent_trades(self, pair: str, limit: int = 100) -> list[Trade]:
+        self._pair(pair)
+        return list(reversed(self._trades[pair]))[: max(limit, 0)]

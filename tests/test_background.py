@@ -1,0 +1,117 @@
+"""Tests of the seeded background market."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from replay.config import MarketParams, default_config
+from replay.exchange import BackgroundMarket, Exchange
+from replay.exchange.events import AccountTrade, PublicTrade
+from replay.exchange.model import LimitRequest, Side
+
+
+def setup(seed: int = 1, **overrides):
+    cfg = default_config()
+    ex = Exchange(cfg.pairs, seed=0)
+    for a in cfg.accounts:
+        ex.open_account(a.name, a.balances)
+    params = {p: MarketParams(**{**vars(mp), **overrides}) for p, mp in cfg.market.items()}
+    return ex, BackgroundMarket(ex, params, seed=seed)
+
+
+def test_start_places_a_ladder_outside_a_10bps_quote():
+    ex, bg = setup()
+    events = bg.start(0)
+    assert events
+    book = ex.book("BTCZAR")
+    mid = bg.mid("BTCZAR")
+    assert mid == D("1500000")
+    assert len(book.asks) == len(book.bids) == 10
+    # The inner levels sit 15 bps out: a bot quoting at 10 bps is the best price.
+    assert book.bids[0].price <= mid * D("0.9985") and book.asks[0].price >= mid * D("1.0015")
+    assert all(l.price % 1 == 0 for l in book.asks + book.bids)
+    assert ex.book("ETHZAR").asks
+    assert "__market__" in ex.accounts and "__market__-taker" in ex.accounts
+
+
+def test_mid_moves_and_is_deterministic_for_a_seed():
+    def path(seed):
+        ex, bg = setup(seed)
+        bg.start(0)
+        out = []
+        for i in range(1, 40):
+            evs = bg.step(i * 1000)
+            out.append((bg.mid("BTCZAR"), len(evs), sum(isinstance(e, PublicTrade) for e in evs)))
+        return out, ex.book("BTCZAR")
+
+    a, book_a = path(3)
+    b, book_b = path(3)
+    assert a == b and book_a == book_b
+    c, _ = path(4)
+    assert [m for m, *_ in a] != [m for m, *_ in c]
+    mids = {m for m, *_ in a}
+    assert len(mids) > 30  # it moves
+    assert sum(t for *_, t in a) > 0  # takers trade
+
+
+def test_ladder_follows_the_mid():
+    ex, bg = setup(5, volatility_bps=D("50"), taker_probability=0.0)
+    bg.start(0)
+    for i in range(1, 20):
+        bg.step(i * 1000)
+        book = ex.book("BTCZAR")
+        mid = bg.mid("BTCZAR")
+        assert book.bids[0].price < mid < book.asks[0].price
+        assert len(book.asks) == 10 and len(book.bids) == 10
+        # Inner level about 15 bps away (rounded to the 1 ZAR tick).
+        assert abs(book.asks[0].price - mid * D("1.0015")) <= 1
+
+
+def test_fills_a_resting_bot_order_within_n_steps():
+    ex, bg = setup(11)
+    bg.start(0)
+    filled_at = None
+    for step in range(1, 61):
+        ts = step * 1000
+        ex.cancel_all(ts, "demo", "BTCZAR")
+        book = ex.book("BTCZAR", 1)
+        mid = (book.asks[0].price + book.bids[0].price) / 2
+        bid, _ = ex.place_limit(ts, "demo", LimitRequest("BTCZAR", Side.BUY, D("0.001"), (mid * D("0.999")).quantize(D(1))))
+        ask, _ = ex.place_limit(ts, "demo", LimitRequest("BTCZAR", Side.SELL, D("0.001"), (mid * D("1.001")).quantize(D(1))))
+        events = bg.step(ts + 500)
+        fills = [e for e in events if isinstance(e, AccountTrade) and e.account == "demo"]
+        if fills:
+            filled_at = step
+            assert fills[0].is_maker and fills[0].order.order_id in (bid, ask)
+            assert ex.find_order("demo", order_id=fills[0].order.order_id).filled_quantity > 0
+            break
+    assert filled_at is not None and filled_at <= 20
+
+
+def test_background_orders_do_not_flush_the_queue():
+    ex, bg = setup(2)
+    bg.start(0)
+    sub = ex.submit_limit(1, "demo", LimitRequest("BTCZAR", Side.BUY, D("0.001"), D("1400000")))
+    bg.step(1000)
+    assert ex.pending == 1 and ex.find_order("demo", order_id=sub.order_id) is None
+
+
+def test_partly_filled_ladder_levels_are_restored():
+    ex, bg = setup(6, volatility_bps=D("0"), taker_probability=0.0)
+    bg.start(0)
+    top = ex.book("BTCZAR").asks[0]
+    ex.place_limit(1, "demo", LimitRequest("BTCZAR", Side.BUY, D("0.02"), top.price))
+    assert ex.book("BTCZAR").asks[0].quantity == D("0.03")
+    bg.step(2000)
+    assert ex.book("BTCZAR").asks[0] == top.__class__(top.price, D("0.05"), 1)
+
+
+def test_unknown_pair_and_step_before_start():
+    ex, _ = setup()
+    with pytest.raises(ValueError, match="XYZ"):
+        BackgroundMarket(ex, {"XYZ": MarketParams(mid=D(1))}, seed=0)
+    bg = BackgroundMarket(ex, {}, seed=0)
+    with pytest.raises(RuntimeError):
+        bg.step(0)
