@@ -9,6 +9,9 @@ import click
 # command name -> "module:attribute"; a module is imported only when its command runs.
 COMMANDS: dict[str, str] = {
     "serve": "replay.server.command:serve",
+    "show": "replay.show:show",
+    "run": "replay.run_command:run",
+    "record": "replay.record.command:record",
 }
 
 

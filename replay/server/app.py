@@ -1,0 +1,462 @@
+"""The fake VALR server: an aiohttp app around the pure exchange, codec and schedule.
+
+Flow: a command (REST or WS) is parsed by the codec and submitted to the exchange; the
+synchronous ``Submitted`` is the 202 / WS ack. The engine processes the head of the exchange's
+FIFO queue ``schedule.engine_delay(now, command)`` seconds later (the ack never waits for
+processing). Events are routed to the account and trade streams as wire messages; every
+outbound WebSocket message goes through ``schedule.push`` and ONE dispatcher task sends what
+``schedule.pop_due`` releases, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import logging
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Iterable
+
+from aiohttp import web
+
+from replay import codec
+from replay.capture import TraceRecorder, dumps
+from replay.clock import Clock
+from replay.config import ExchangeConfig, default_config
+from replay.exchange import BackgroundMarket, Exchange
+from replay.exchange.events import ACCOUNT_EVENTS, AccountTrade, BookChanged, PublicTrade
+from replay.exchange.model import Submitted
+from replay.schedule import DeliverySchedule
+
+from .ratelimit import DEFAULT_ROUTE_LIMITS, RateLimiter
+
+
+#: the coarsest loop clock we run on (looptime's virtual time is in whole microseconds)
+CLOCK_RESOLUTION_S = 1e-6
+log = logging.getLogger(__name__)
+
+FAKE: web.AppKey["FakeValr"] = web.AppKey("fake_valr")
+
+TRADE_EVENTS = ("AGGREGATED_ORDERBOOK_UPDATE", "MARKET_SUMMARY_UPDATE", "NEW_TRADE", "NEW_TRADE_BUCKET")
+
+
+def _param(obj: Any, name: str, default: Any) -> Any:
+    value = getattr(obj, name, None) if obj is not None else None
+    return default if value is None else value
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def plain(obj: Any) -> Any:
+    """A JSON-ready copy: dataclasses as dicts, Decimal as str, Enum as value.
+
+    Same result as ``json.loads(replay.capture.dumps(obj))``, many times faster than
+    ``dataclasses.asdict`` (which deep-copies): event records are written for every event.
+    """
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, Decimal):
+        return str(obj)
+    names = _FIELDS.get(type(obj))
+    if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+    if names is not None:
+        return {n: plain(getattr(obj, n)) for n in names}
+    if isinstance(obj, (list, tuple)):
+        return [plain(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    return json.loads(dumps(obj))
+
+
+@dataclasses.dataclass(eq=False)
+class WsConn:
+    """One open WebSocket connection."""
+
+    id: str  # "account-N" / "trade-N"
+    kind: str  # "account" or "trade"
+    path: str
+    ws: web.WebSocketResponse
+    account: str | None = None
+    api_key: str | None = None
+    # trade stream: event -> subscribed pairs (None = every pair)
+    subscriptions: dict[str, set[str] | None] = dataclasses.field(default_factory=dict)
+    cancel_on_disconnect: bool = False
+    closed: bool = False
+
+
+@dataclasses.dataclass
+class _Bucket:
+    start_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+class FakeValr:
+    """A wire-compatible fake of VALR's REST API, ``/ws/account`` and ``/ws/trade``."""
+
+    def __init__(
+        self,
+        config: ExchangeConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        seed: int = 0,
+        trace: TraceRecorder | None = None,
+        schedule: DeliverySchedule | None = None,
+    ):
+        self.config = config if config is not None else default_config()
+        self.clock = clock if clock is not None else Clock()
+        self.seed = seed
+        self.trace = trace
+        self.schedule = schedule if schedule is not None else DeliverySchedule(seed)
+        self.exchange = Exchange(self.config.pairs, seed=seed)
+        for acct in self.config.accounts:
+            self.exchange.open_account(acct.name, acct.balances)
+        self.params = getattr(self.config, "server", None)
+        self.market_params = dict(getattr(self.config, "market", None) or {})
+        self.background: BackgroundMarket | None = None
+        if self.market_params:
+            self.background = BackgroundMarket(self.exchange, self.market_params, seed=seed)
+        self.ratelimiter = RateLimiter(
+            _param(self.params, "rate_limit_per_minute_key", 2000),
+            _param(self.params, "rate_limit_per_minute_ip", 1200),
+            _route_limits(_param(self.params, "route_limits_per_second", None)),
+        )
+        # [INF] VALR's timestamp tolerance is undocumented: +-60 s by default.
+        self.timestamp_window_ms = int(float(_param(self.params, "timestamp_window_s", 60.0)) * 1000)
+        self.engine_latency_s = float(_param(self.params, "engine_latency_s", 0.0))
+        self.max_frame_bytes = int(_param(self.params, "max_frame_bytes", 64 * 1024))
+        self.idle_timeout_s: float | None = _param(self.params, "idle_timeout_s", None) or None
+        self.book_depth = int(_param(self.params, "book_depth", 40))
+        self.ws_book_depth = int(_param(self.params, "ws_book_depth", 20))
+        self.secrets_by_key: dict[str, tuple[str, str]] = {
+            a.api_key: (a.name, a.api_secret) for a in self.config.accounts
+        }
+        # Sub-account ids each account owns. [INF] a sub-account acts on its parent account's
+        # orders and balances: sub-accounts are not modelled as separate exchange accounts.
+        self.subaccounts: dict[str, set[str]] = {
+            a.name: set(getattr(a, "subaccounts", None) or ()) for a in self.config.accounts
+        }
+        self.conns: dict[str, WsConn] = {}
+        self._conn_ids = {"account": itertools.count(1), "trade": itertools.count(1), "rest": itertools.count(1)}
+        self._tasks: set[asyncio.Task] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._buckets: dict[str, _Bucket] = {}
+        self.account_trades: dict[str, list[AccountTrade]] = {}  # fills per account, oldest first
+        self._runner: web.AppRunner | None = None
+        self._dispatcher: asyncio.Task | None = None
+        self._market_task: asyncio.Task | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.app = self._make_app()
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def _make_app(self) -> web.Application:
+        from . import rest, ws_account, ws_trade
+
+        app = web.Application(middlewares=[rest.middleware], client_max_size=1024 * 1024)
+        app[FAKE] = self
+        app.router.add_get("/ws/account", ws_account.handle)
+        app.router.add_get("/ws/trade", ws_trade.handle)
+        rest.add_routes(app)
+        return app
+
+    @property
+    def credentials(self) -> list:
+        return list(self.config.accounts)
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_account_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws/account"
+
+    @property
+    def ws_trade_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws/trade"
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self._stopping
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.clock.monotonic()  # fix the clock's origin now
+        self._runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        addresses = self._runner.addresses
+        self.host = host
+        self.port = int(addresses[0][1]) if addresses else port
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="valr-dispatcher")
+        if self.background is not None:
+            self.route(self.background.start(self.now_ms()) or [])
+            interval = min(float(mp.step_interval_s) for mp in self.market_params.values())
+            self._market_task = asyncio.create_task(self._market_loop(interval), name="valr-market")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for task in (self._market_task, self._dispatcher):
+            if task is not None:
+                task.cancel()
+        # 1001 "going away"; concurrently, each bounded by the WebSocketResponse close timeout.
+        await asyncio.gather(*(self._close_ws(c, 1001) for c in list(self.conns.values())))
+        tasks = [t for t in (self._market_task, self._dispatcher) if t is not None] + list(self._tasks)
+        for task in self._tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "FakeValr":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- time and trace ------------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock.monotonic()
+
+    def now_ms(self) -> int:
+        return self.clock.epoch_ms()
+
+    def record(self, conn: str, dir: str, kind: str, type: str, data: Any) -> None:
+        if self.trace is not None:
+            self.trace.record(conn, dir, kind, type, data)
+
+    def next_conn_id(self, kind: str) -> str:
+        return f"{kind}-{next(self._conn_ids[kind])}"
+
+    # --- connections ---------------------------------------------------------------------
+    def register(self, conn: WsConn) -> None:
+        self.conns[conn.id] = conn
+        self.schedule.connection_opened(self.now(), conn.id)
+        self.record(conn.id, "local", "ws", "CONNECT", {"path": conn.path, "code": None, "account": conn.account})
+
+    def unregister(self, conn: WsConn, code: int | None) -> None:
+        if self.conns.pop(conn.id, None) is None:
+            return
+        conn.closed = True
+        self.schedule.connection_closed(conn.id)
+        self.record(conn.id, "local", "ws", "DISCONNECT", {"path": conn.path, "code": code, "account": conn.account})
+        if conn.kind == "account" and conn.cancel_on_disconnect and conn.account and not self._stopping.is_set():
+            ids, events = self.exchange.cancel_all(self.now_ms(), conn.account)
+            self.route(events)
+
+    async def _close_ws(self, conn: WsConn, code: int) -> None:
+        try:
+            await conn.ws.close(code=code)
+        except Exception:  # a dead transport: nothing left to close
+            log.debug("closing %s failed", conn.id, exc_info=True)
+
+    def send(self, conn: WsConn, message: dict[str, Any]) -> None:
+        """Queue one outbound message for ``conn`` (through the delivery schedule)."""
+        if conn.closed:
+            return
+        self.schedule.push(self.now(), conn.id, codec.message_type(message), message)
+        self._wake.set()
+
+    def disconnect_later(self, conn: WsConn, code: int) -> None:
+        self.spawn(self._close_ws(conn, code), name=f"close-{conn.id}")
+
+    async def _dispatch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            # One microsecond of tolerance: a virtual-time loop (looptime) keeps time in whole
+            # microseconds, so a timer for t may fire at t rounded down; without it the loop
+            # would wake, find nothing due and spin without time moving on.
+            due = self.schedule.pop_due(loop.time() + CLOCK_RESOLUTION_S)
+            for delivery in due:
+                conn = self.conns.get(delivery.conn)
+                if conn is None or conn.closed:
+                    continue
+                if delivery.kind == "disconnect":
+                    # A server-side drop: close code 1011 unless the delivery names one
+                    # ({"code": N} or an int). [INF] VALR's code for such drops is unknown.
+                    code = 1011
+                    if isinstance(delivery.message, dict):
+                        code = int(delivery.message.get("code", code))
+                    elif isinstance(delivery.message, int):
+                        code = delivery.message
+                    self.disconnect_later(conn, code)
+                    continue
+                text = json.dumps(delivery.message, separators=(",", ":"))
+                try:
+                    await conn.ws.send_str(text)
+                except Exception:  # the peer went away; the reader will unregister it
+                    log.debug("send to %s failed", conn.id, exc_info=True)
+                    continue
+                self.record(conn.id, "in", "ws", delivery.msg_type, delivery.message)
+            if due:
+                continue
+            next_at = self.schedule.next_at()
+            timeout = None if next_at is None else max(CLOCK_RESOLUTION_S, next_at - loop.time())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    # --- commands and events -------------------------------------------------------------
+    def submit(self, command: str, account: str, request: Any, conn_id: str) -> Submitted:
+        """Submit one command; schedule its processing. ExchangeError propagates (a sync refusal)."""
+        ts = self.now_ms()
+        if command == "PLACE_LIMIT":
+            sub = self.exchange.submit_limit(ts, account, request)
+        elif command == "PLACE_MARKET":
+            sub = self.exchange.submit_market(ts, account, request)
+        elif command == "CANCEL_ORDER":
+            sub = self.exchange.submit_cancel(ts, account, request)
+        else:  # pragma: no cover - programming error
+            raise ValueError(f"unknown command {command!r}")
+        self.record("exchange", "local", "event", "CommandSubmitted", {
+            "ts_ms": ts, "account": account, "command": command, "order_id": sub.order_id,
+            "customer_order_id": sub.customer_order_id, "conn": conn_id,
+        })
+        if command != "CANCEL_ORDER" and sub.order_id is not None and hasattr(self.schedule, "note_order"):
+            self.schedule.note_order(self.now(), sub.order_id)
+        # The config's fixed engine latency plus the schedule's (latency model, perturbations).
+        delay = max(0.0, self.engine_latency_s + float(self.schedule.engine_delay(self.now(), command)))
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def run() -> None:
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            self._process_next()
+
+        handle = loop.call_at(loop.time() + delay, run)
+        self._timers.add(handle)
+        return sub
+
+    def _process_next(self) -> None:
+        if self._stopping.is_set():
+            return
+        try:
+            events = self.exchange.process_next(self.now_ms())
+        except Exception:
+            log.exception("exchange.process_next failed")
+            return
+        self.route(events)
+
+    async def _market_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                events = self.background.step(self.now_ms()) if self.background else []
+            except Exception:
+                log.exception("background market step failed")
+                continue
+            self.route(events or [])
+
+    @property
+    def _traced_accounts(self) -> frozenset[str]:
+        return frozenset(a.name for a in self.config.accounts)
+
+    def route(self, events: Iterable[Any]) -> None:
+        """Record events and turn them into stream messages for the right connections."""
+        books: dict[str, None] = {}
+        traced = self._traced_accounts
+        for event in events:
+            # The background market's own account events are not traced: nobody connects to
+            # its accounts and they would make up nearly all of a trace.
+            if self.trace is not None and (not isinstance(event, ACCOUNT_EVENTS) or event.account in traced):
+                self.record("exchange", "local", "event", type(event).__name__, plain(event))
+            if isinstance(event, ACCOUNT_EVENTS):
+                spec = None
+                if isinstance(event, AccountTrade):
+                    spec = self.exchange.pairs.get(event.trade.pair)
+                    self.account_trades.setdefault(event.account, []).append(event)
+                targets = [c for c in self.conns.values() if c.kind == "account" and c.account == event.account]
+                if not targets:
+                    continue
+                for message in codec.account_messages(event, spec):
+                    for conn in targets:
+                        self.send(conn, message)
+            elif isinstance(event, PublicTrade):
+                trade = event.trade
+                self._to_subscribers("NEW_TRADE", trade.pair, lambda: codec.new_trade_message(trade))
+                bucket = self._update_bucket(trade)
+                self._to_subscribers(
+                    "NEW_TRADE_BUCKET", trade.pair,
+                    lambda: codec.trade_bucket_message(trade.pair, bucket.start_ms, 60, bucket.open, bucket.high,
+                                                       bucket.low, bucket.close, bucket.volume),
+                )
+            elif isinstance(event, BookChanged):
+                books[event.pair] = None
+        for pair in books:  # coalesced: one book and one summary per pair per batch
+            self.publish_book(pair)
+
+    def publish_book(self, pair: str, conn: WsConn | None = None) -> None:
+        depth = self.ws_book_depth
+        self._to_subscribers("AGGREGATED_ORDERBOOK_UPDATE", pair,
+                             lambda: codec.book_update_message(self.exchange.book(pair, depth), depth), conn)
+        self._to_subscribers("MARKET_SUMMARY_UPDATE", pair,
+                             lambda: codec.market_summary_message(self.exchange.market_summary(pair)), conn)
+
+    def _to_subscribers(self, event: str, pair: str, build: Any, only: WsConn | None = None) -> None:
+        message = None
+        conns = [only] if only is not None else list(self.conns.values())
+        for conn in conns:
+            if conn.kind != "trade" or event not in conn.subscriptions:
+                continue
+            pairs = conn.subscriptions[event]
+            if pairs is not None and pair not in pairs:
+                continue
+            if message is None:
+                message = build()
+            self.send(conn, message)
+
+    def _update_bucket(self, trade: Any) -> _Bucket:
+        # Keep it simple: a running 60 s bucket per pair, re-published on every trade
+        # [INF: VALR publishes NEW_TRADE_BUCKET per period; exact cadence unknown].
+        start = trade.ts_ms - trade.ts_ms % 60_000
+        bucket = self._buckets.get(trade.pair)
+        if bucket is None or bucket.start_ms != start:
+            bucket = _Bucket(start, trade.price, trade.price, trade.price, trade.price, Decimal(0))
+            self._buckets[trade.pair] = bucket
+        bucket.high = max(bucket.high, trade.price)
+        bucket.low = min(bucket.low, trade.price)
+        bucket.close = trade.price
+        bucket.volume += trade.quantity
+        return bucket
+
+
+def _route_limits(value: Any) -> Any:
+    """ServerParams may give route limits as a mapping "METHOD /glob" -> n or as triples."""
+    if value is None:
+        return DEFAULT_ROUTE_LIMITS
+    if isinstance(value, dict):
+        out = []
+        for key, limit in value.items():
+            method, _, pattern = str(key).partition(" ")
+            if not pattern:
+                method, pattern = "*", method
+            out.append((method, pattern, int(limit)))
+        return tuple(out)
+    return tuple(value)

@@ -1,0 +1,434 @@
+"""VALR's REST API (the market-making subset). Bodies come from the codec.
+
+One middleware does what every request needs: trace (request and response, secrets scrubbed),
+the schedule's HTTP faults and delays, rate limits, signature checks, and VALR-shaped errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+from replay import codec
+from replay.exchange.model import ExchangeError
+
+from .app import FAKE
+from .auth_check import AuthOk, check_signature, scrub_headers
+
+if TYPE_CHECKING:
+    from .app import FakeValr
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# [INF] codes: VALR's own code for each of these is not documented.
+INVALID_JSON = (-113, "Invalid JSON payload")  # [C-code CCXT] code and text
+INVALID_REQUEST = (-1, "Invalid Request, please check your request and try again")
+ORDER_NOT_FOUND = (-1, "Invalid Order. ")  # [C-code CCXT]; note the trailing space
+MAX_BATCH = 20
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _fake(request: web.Request) -> "FakeValr":
+    return request.app[FAKE]
+
+
+def _json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
+                        content_type="application/json", headers=headers)
+
+
+def _error_response(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json_response(codec.error_json(code, message), status, headers)
+
+
+def _parsed_body(text: str) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+# Per-request storage keys (aiohttp >= 3.12 has typed RequestKey; older versions use strings).
+_RequestKey = getattr(web, "RequestKey", None)
+
+
+def _rkey(name: str, kind: Any) -> Any:
+    return _RequestKey(name, kind) if _RequestKey is not None else name
+
+
+CONN = _rkey("valr_conn", str)
+RAW_BODY = _rkey("valr_raw_body", bytes)
+AUTH = _rkey("valr_auth", AuthOk)
+JSON = _rkey("valr_json", object)
+
+
+# --- middleware -------------------------------------------------------------------------------
+SIGNED: set[tuple[str, str]] = set()  # (method, canonical route) that need a signature
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    fake = _fake(request)
+    if request.path.startswith("/ws/"):
+        return await handler(request)
+    conn = fake.next_conn_id("rest")
+    raw = await request.read()
+    text = raw.decode("utf-8", errors="replace")
+    route = _route_of(request)  # the route template, for signing rules
+    # The schedule's route patterns match a concrete path as well as a template: pass the path.
+    path = request.path
+    type_ = f"{request.method} {request.path}"
+    fake.record(conn, "out", "rest", type_, {
+        "method": request.method, "path": request.path, "query": request.query_string,
+        "headers": scrub_headers(request.headers), "body": _parsed_body(text),
+    })
+    request[CONN] = conn
+    request[RAW_BODY] = raw
+    now = fake.now()
+    fault = fake.schedule.http_fault(now, request.method, path)
+    if fault is not None:
+        if fault.status == 0:
+            # Never answer: the client gives up (its timeout). Released when the server stops.
+            await fake.stopping.wait()
+            raise web.HTTPServiceUnavailable()
+        response: web.StreamResponse = _json_response(
+            fault.body if fault.body is not None else {"code": -1, "message": "Fault injected"},
+            fault.status, dict(fault.headers))
+    else:
+        try:
+            response = await _checked(request, handler, fake, route)
+        except ApiError as exc:
+            response = _error_response(exc.status, exc.code, exc.message, exc.headers)
+        except web.HTTPException as exc:  # aiohttp's own 404 / 405
+            response = _error_response(exc.status, -1, exc.reason or "Not found")
+        except Exception:  # a bug in the fake: answer in VALR's shape, keep serving
+            log.exception("%s %s failed", request.method, request.path)
+            response = _error_response(500, -1, "Internal server error")
+    delay = float(fake.schedule.http_delay(now, request.method, path))
+    if delay > 0:
+        await asyncio.sleep(delay)
+    body = response.text if isinstance(response, web.Response) else None
+    fake.record(conn, "in", "rest", type_, {
+        "status": response.status, "headers": dict(response.headers), "body": _parsed_body(body or ""),
+    })
+    return response
+
+
+def _route_of(request: web.Request) -> str:
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    return getattr(resource, "canonical", None) or request.path
+
+
+async def _checked(request: web.Request, handler: Handler, fake: "FakeValr", route: str) -> web.StreamResponse:
+    peer = request.remote or ""
+    api_key = request.headers.get("X-VALR-API-KEY")
+    limited = fake.ratelimiter.check(fake.now_ms(), method=request.method, path=request.path, ip=peer,
+                                     api_key=api_key)
+    if limited is not None:
+        body = limited.body()
+        raise ApiError(429, int(body["code"]), str(body["message"]), limited.headers())  # type: ignore[arg-type]
+    if (request.method, route) in SIGNED:
+        verdict = check_signature(
+            request.headers, request.method, request.path_qs, request[RAW_BODY],
+            secrets_by_key=fake.secrets_by_key, now_ms=fake.now_ms(), window_ms=fake.timestamp_window_ms,
+            subaccounts=fake.subaccounts,
+        )
+        if not isinstance(verdict, AuthOk):
+            raise ApiError(verdict.status, verdict.code, verdict.message)
+        request[AUTH] = verdict
+    if request[RAW_BODY]:
+        # Content-Type application/json is required on bodies [C-off OFF-PM]; the status for a
+        # wrong one is [INF] 400.
+        if request.content_type != "application/json":
+            raise ApiError(400, INVALID_REQUEST[0], "Content-Type must be application/json")
+        try:
+            request[JSON] = json.loads(request[RAW_BODY])
+        except ValueError:
+            raise ApiError(400, *INVALID_JSON)
+    else:
+        request[JSON] = None
+    try:
+        return await handler(request)
+    except codec.CodecError as exc:
+        raise ApiError(400, int(exc.code), str(exc.message))
+    except ExchangeError as exc:
+        raise ApiError(400, int(exc.code), exc.message)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _account(request: web.Request) -> str:
+    return request[AUTH].account
+
+
+def _body_object(request: web.Request) -> dict[str, Any]:
+    body = request[JSON]
+    if not isinstance(body, dict):
+        raise ApiError(400, INVALID_REQUEST[0], "request body must be a JSON object")
+    return body
+
+
+def _pair(request: web.Request, pair: str) -> str:
+    symbol = pair.upper()
+    if symbol not in _fake(request).exchange.pairs:
+        # [INF] VALR's exact code/text for an unknown pair in a path is undocumented.
+        raise ApiError(400, -1, f"Invalid currency pair: {pair}")
+    return symbol
+
+
+def _int_query(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 10_000) -> int:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ApiError(400, INVALID_REQUEST[0], f"query parameter {name} must be an integer")
+    if not lo <= n <= hi:
+        raise ApiError(400, INVALID_REQUEST[0], f"query parameter {name} must be between {lo} and {hi}")
+    return n
+
+
+def _find(request: web.Request, pair: str | None = None, order_id: str | None = None,
+          customer_order_id: str | None = None) -> Any:
+    fake = _fake(request)
+    order = fake.exchange.find_order(_account(request), pair=pair, order_id=order_id,
+                                     customer_order_id=customer_order_id)
+    if order is None:
+        # [INF] unknown order: HTTP 400 {"code":-1,"message":"Invalid Order. "} (CCXT's code -1).
+        # Hummingbot matches 404 + "Order does not exist"; it also treats any status-request
+        # error as "not found", so the CCXT-documented body is kept.
+        raise ApiError(400, *ORDER_NOT_FOUND)
+    return order
+
+
+# --- public -----------------------------------------------------------------------------------
+async def get_time(request: web.Request) -> web.Response:
+    return _json_response(codec.time_json(_fake(request).now_ms()))
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return _json_response(codec.status_json())
+
+
+async def get_pairs(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    kind = request.match_info.get("type")
+    specs = list(fake.exchange.pairs.values())
+    body = [codec.pair_json(spec) for spec in specs]
+    if kind is not None:
+        body = [p for p in body if str(p.get("currencyPairType", "SPOT")).upper() == kind.upper()]
+    return _json_response(body)
+
+
+async def get_orderbook(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    pair = _pair(request, request.match_info["pair"])
+    return _json_response(codec.orderbook_json(fake.exchange.book(pair, fake.book_depth), fake.book_depth))
+
+
+async def get_market_summaries(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    return _json_response([codec.market_summary_json(fake.exchange.market_summary(p)) for p in fake.exchange.pairs])
+
+
+async def get_market_summary(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    pair = _pair(request, request.match_info["pair"])
+    return _json_response(codec.market_summary_json(fake.exchange.market_summary(pair)))
+
+
+# --- account ----------------------------------------------------------------------------------
+async def get_balances(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    exclude = request.query.get("excludeZeroBalances", "false").lower() == "true"
+    balances = fake.exchange.balances(_account(request))
+    if isinstance(balances, dict):
+        balances = list(balances.values())
+    if exclude:
+        balances = [b for b in balances if b.total != 0]
+    return _json_response([codec.balance_json(b) for b in balances])
+
+
+async def get_trade_history(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    pair = _pair(request, request.match_info["pair"])
+    limit = _int_query(request, "limit", 100, 1, 100)
+    skip = _int_query(request, "skip", 0)
+    # The exchange keeps no per-account fill list; the server keeps the AccountTrade events it routed.
+    fills = [e for e in reversed(fake.account_trades.get(_account(request), [])) if e.trade.pair == pair]
+    return _json_response([codec.account_trade_json(e) for e in fills[skip:skip + limit]])
+
+
+async def get_marketdata_orderbook(request: web.Request) -> web.Response:
+    return await get_orderbook(request)
+
+
+# --- orders -----------------------------------------------------------------------------------
+async def post_limit_v1(request: web.Request) -> web.Response:
+    sub = _fake(request).submit("PLACE_LIMIT", _account(request), codec.parse_limit(_body_object(request)),
+                                request[CONN])
+    return _json_response({"id": sub.order_id}, 202)
+
+
+async def post_limit_v2(request: web.Request) -> web.Response:
+    try:
+        req = codec.parse_limit(_body_object(request))
+        sub = _fake(request).submit("PLACE_LIMIT", _account(request), req, request[CONN])
+    except (codec.CodecError, ExchangeError) as exc:
+        # [C-doc3] v2 answers 201 even on a synchronous failure, with orderId + code + message.
+        return _json_response({"orderId": None, "code": exc.code, "message": exc.message}, 201)
+    return _json_response({"id": sub.order_id}, 201)
+
+
+async def post_market(request: web.Request) -> web.Response:
+    sub = _fake(request).submit("PLACE_MARKET", _account(request), codec.parse_market(_body_object(request)),
+                                request[CONN])
+    return _json_response({"id": sub.order_id}, 202)
+
+
+async def delete_order_v1(request: web.Request) -> web.Response:
+    _fake(request).submit("CANCEL_ORDER", _account(request), codec.parse_cancel(_body_object(request)),
+                          request[CONN])
+    # [C-doc3] empty body; the outcome follows on the WS. Content-Type stays JSON so a client's
+    # response.json() yields None (Hummingbot reads a None result as "accepted").
+    return web.Response(status=202, body=b"", content_type="application/json")
+
+
+async def delete_order_v2(request: web.Request) -> web.Response:
+    sub = _fake(request).submit("CANCEL_ORDER", _account(request), codec.parse_cancel(_body_object(request)),
+                                request[CONN])
+    return _json_response({"id": sub.order_id}, 200)
+
+
+async def delete_pair_orders(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    pair = request.match_info.get("pair")
+    if pair is not None:
+        pair = _pair(request, pair)
+    ids, events = fake.exchange.cancel_all(fake.now_ms(), _account(request), pair)
+    fake.route(events)
+    return _json_response([{"orderId": i} for i in ids], 200)
+
+
+async def get_open_orders(request: web.Request) -> web.Response:
+    orders = _fake(request).exchange.open_orders(_account(request))
+    return _json_response([codec.open_order_json(o) for o in orders])
+
+
+async def get_order_by_id(request: web.Request) -> web.Response:
+    pair = _pair(request, request.match_info["pair"])
+    return _json_response(codec.order_status_json(_find(request, pair, order_id=request.match_info["id"])))
+
+
+async def get_order_by_cid(request: web.Request) -> web.Response:
+    pair = _pair(request, request.match_info["pair"])
+    return _json_response(codec.order_status_json(_find(request, pair, customer_order_id=request.match_info["cid"])))
+
+
+async def get_history(request: web.Request) -> web.Response:
+    skip = _int_query(request, "skip", 0)
+    limit = _int_query(request, "limit", 10, 1, 100)
+    orders = _fake(request).exchange.order_history(_account(request), skip, limit)
+    pairs = _fake(request).exchange.pairs
+    return _json_response([codec.history_json(o, pairs.get(o.pair)) for o in orders])
+
+
+async def get_history_summary_id(request: web.Request) -> web.Response:
+    order = _find(request, order_id=request.match_info["id"])
+    return _json_response(codec.history_json(order, _fake(request).exchange.pairs.get(order.pair)))
+
+
+async def get_history_summary_cid(request: web.Request) -> web.Response:
+    order = _find(request, customer_order_id=request.match_info["cid"])
+    return _json_response(codec.history_json(order, _fake(request).exchange.pairs.get(order.pair)))
+
+
+async def get_history_detail_id(request: web.Request) -> web.Response:
+    return _json_response(codec.history_detail_json(_find(request, order_id=request.match_info["id"])))
+
+
+BATCH_TYPES = {
+    "PLACE_LIMIT": ("PLACE_LIMIT", "parse_limit"),
+    "PLACE_MARKET": ("PLACE_MARKET", "parse_market"),
+    "CANCEL_ORDER": ("CANCEL_ORDER", "parse_cancel"),
+}
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    body = _body_object(request)
+    requests = body.get("requests")
+    if not isinstance(requests, list) or not requests:
+        raise ApiError(400, INVALID_REQUEST[0], "requests: a non-empty list is required")
+    if len(requests) > MAX_BATCH:
+        raise ApiError(400, INVALID_REQUEST[0], f"requests: at most {MAX_BATCH} per batch")
+    outcomes: list[dict[str, Any]] = []
+    for i, item in enumerate(requests):
+        try:
+            if not isinstance(item, dict) or item.get("type") not in BATCH_TYPES:
+                kind = item.get("type") if isinstance(item, dict) else None
+                raise codec.CodecError(-1, f"requests[{i}].type: unsupported batch type {kind!r}", "type")
+            command, parser = BATCH_TYPES[item["type"]]
+            data = item.get("data")
+            if not isinstance(data, dict):
+                raise codec.CodecError(-1, f"requests[{i}].data: a JSON object is required", "data")
+            sub = fake.submit(command, _account(request), getattr(codec, parser)(data), request[CONN])
+            outcomes.append({"accepted": True, "orderId": sub.order_id})
+        except (codec.CodecError, ExchangeError) as exc:
+            outcomes.append({"accepted": False, "error": {"code": exc.code, "message": exc.message}})
+    # [INF] outcome shape: VALR's exact batch reply was not captured (valr-protocol.md).
+    reply: dict[str, Any] = {"outcomes": outcomes}
+    if body.get("customerBatchId") is not None:
+        reply["customerBatchId"] = body["customerBatchId"]
+    return _json_response(reply, 200)
+
+
+def add_routes(app: web.Application) -> None:
+    def add(method: str, path: str, handler: Handler, signed: bool) -> None:
+        app.router.add_route(method, path, handler)
+        if signed:
+            SIGNED.add((method, path))
+
+    add("GET", "/v1/public/time", get_time, False)
+    add("GET", "/v1/public/status", get_status, False)
+    add("GET", "/v1/public/pairs", get_pairs, False)
+    add("GET", "/v1/public/pairs/{type}", get_pairs, False)
+    add("GET", "/v1/public/marketsummary", get_market_summaries, False)
+    add("GET", "/v1/public/{pair}/orderbook", get_orderbook, False)
+    add("GET", "/v1/public/{pair}/marketsummary", get_market_summary, False)
+    add("GET", "/v1/account/balances", get_balances, True)
+    add("GET", "/v1/account/{pair}/tradehistory", get_trade_history, True)
+    add("GET", "/v1/marketdata/{pair}/orderbook", get_marketdata_orderbook, True)
+    add("POST", "/v1/orders/limit", post_limit_v1, True)
+    add("POST", "/v2/orders/limit", post_limit_v2, True)
+    add("POST", "/v1/orders/market", post_market, True)
+    add("DELETE", "/v1/orders/order", delete_order_v1, True)
+    add("DELETE", "/v2/orders/order", delete_order_v2, True)
+    add("DELETE", "/v1/orders", delete_pair_orders, True)
+    add("DELETE", "/v1/orders/{pair}", delete_pair_orders, True)
+    add("GET", "/v1/orders/open", get_open_orders, True)
+    add("GET", "/v1/orders/history", get_history, True)
+    add("GET", "/v1/orders/history/summary/orderid/{id}", get_history_summary_id, True)
+    add("GET", "/v1/orders/history/summary/customerorderid/{cid}", get_history_summary_cid, True)
+    add("GET", "/v1/orders/history/detail/orderid/{id}", get_history_detail_id, True)
+    add("GET", "/v1/orders/{pair}/orderid/{id}", get_order_by_id, True)
+    add("GET", "/v1/orders/{pair}/customerorderid/{cid}", get_order_by_cid, True)
+    add("POST", "/v1/batch/orders", post_batch, True)

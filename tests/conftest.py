@@ -1,0 +1,156 @@
+"""Shared fixtures: a fake VALR server on 127.0.0.1 and a small signed client for it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import aiohttp
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from replay.auth import auth_headers
+from replay.capture import TraceRecorder
+from replay.clock import Clock
+from replay.config import ExchangeConfig, config_from_dict
+
+MAKER_KEY = "a1" * 32
+MAKER_SECRET = "s1" * 32
+TAKER_KEY = "b2" * 32
+TAKER_SECRET = "s2" * 32
+
+
+def make_config(server: dict[str, Any] | None = None, market: dict[str, Any] | None = None) -> ExchangeConfig:
+    """Two accounts (maker, taker) on BTCZAR/ETHZAR; no background market unless given."""
+    data: dict[str, Any] = {
+        "accounts": [
+            {"name": "maker", "api_key": MAKER_KEY, "api_secret": MAKER_SECRET,
+             "balances": {"BTC": "1", "ZAR": "1000000"}, "subaccounts": ["sub-1"]},
+            {"name": "taker", "api_key": TAKER_KEY, "api_secret": TAKER_SECRET,
+             "balances": {"BTC": "1", "ZAR": "1000000"}},
+        ],
+        "market": market or {},
+    }
+    if server:
+        data["server"] = server
+    return config_from_dict(data, "<test config>")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any
+    text: str
+
+
+class ValrClient:
+    """A VALR client for one account: signed REST calls and WebSocket connections."""
+
+    def __init__(self, server: Any, session: aiohttp.ClientSession, key: str, secret: str, sockets: list):
+        self.server = server
+        self.session = session
+        self.key = key
+        self.secret = secret
+        self._sockets = sockets
+
+    def sign(self, method: str, path_qs: str, body: str = "", ts: int | None = None) -> dict[str, str]:
+        return auth_headers(self.key, self.secret, method, path_qs, body,
+                            timestamp_ms=self.server.now_ms() if ts is None else ts)
+
+    async def call(self, method: str, path: str, body: Any = None, *, signed: bool = True, raw: str | None = None,
+                   headers: dict[str, str] | None = None, ts: int | None = None) -> Reply:
+        text = raw if raw is not None else ("" if body is None else json.dumps(body))
+        hdrs: dict[str, str] = {}
+        if text:
+            hdrs["Content-Type"] = "application/json"
+        if signed:
+            hdrs.update(self.sign(method, path, text, ts))
+        hdrs.update(headers or {})
+        async with self.session.request(method, self.server.rest_url + path, data=text.encode() or None,
+                                        headers=hdrs) as resp:
+            out = await resp.text()
+            try:
+                parsed = json.loads(out) if out else None
+            except ValueError:
+                parsed = out
+            return Reply(resp.status, parsed, resp.headers, out)
+
+    async def ws(self, path: str = "/ws/account", *, signed: bool = True, **kwargs: Any):
+        headers = self.sign("GET", path) if signed else {}
+        conn = await connect(f"ws://{self.server.host}:{self.server.port}{path}", additional_headers=headers,
+                             open_timeout=5, **kwargs)
+        self._sockets.append(conn)
+        return conn
+
+
+async def recv(ws: Any, match: str | Callable[[dict], bool] | None = None, timeout: float = 5.0) -> dict:
+    """The next JSON message matching ``match`` (a type or predicate), skipping others."""
+
+    async def loop() -> dict:
+        while True:
+            msg = json.loads(await ws.recv())
+            if match is None or (msg.get("type") == match if isinstance(match, str) else match(msg)):
+                return msg
+
+    return await asyncio.wait_for(loop(), timeout)
+
+
+async def recv_raw(ws: Any, timeout: float = 5.0) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+@pytest.fixture
+async def make_server():
+    """A factory: ``await make_server(config=None, **FakeValr kwargs)``; all stopped at teardown."""
+    from replay.server import FakeValr
+
+    servers: list = []
+
+    async def factory(config: ExchangeConfig | None = None, **kwargs: Any):
+        clock = kwargs.pop("clock", None) or Clock()
+        kwargs.setdefault("trace", TraceRecorder(clock))
+        server = FakeValr(config or make_config(), clock=clock, seed=kwargs.pop("seed", 7), **kwargs)
+        await server.start("127.0.0.1", 0)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture
+async def fake_server(make_server):
+    return await make_server()
+
+
+@pytest.fixture
+async def client_factory():
+    """``client_factory(server, key, secret) -> ValrClient``; sessions and sockets closed at teardown."""
+    session = aiohttp.ClientSession()
+    sockets: list = []
+
+    def factory(server: Any, key: str = MAKER_KEY, secret: str = MAKER_SECRET) -> ValrClient:
+        return ValrClient(server, session, key, secret, sockets)
+
+    yield factory
+    for ws in sockets:
+        try:
+            await ws.close()
+        except websockets.exceptions.WebSocketException:
+            pass
+    await session.close()
+
+
+@pytest.fixture
+def maker(fake_server, client_factory) -> ValrClient:
+    return client_factory(fake_server, MAKER_KEY, MAKER_SECRET)
+
+
+@pytest.fixture
+def taker(fake_server, client_factory) -> ValrClient:
+    return client_factory(fake_server, TAKER_KEY, TAKER_SECRET)
