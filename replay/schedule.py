@@ -1,16 +1,62 @@
 """When each outbound message is delivered (pure, seeded).
 
-First cut: the interface the server's pumps drive, with zero latency and no
-perturbations. The latency model and perturbations are filled in with the race issue.
+A message's latency is the time between the moment the server *produced* it (an exchange
+event, a command reply) and the moment it is *written* to the socket. VALR's reply path
+and its open-orders snapshot builder are separate internal pipelines, so messages of
+different types on one connection may overtake each other: that is the race under study
+(a snapshot built before an order reached the book, delivered after the order's ack).
+Messages of the SAME type on the same connection stay in production order
+(deliver_at = max(drawn, last deliver_at of that type on that connection)); only a
+``reorder`` perturbation breaks that. Ties are broken by sequence number.
+
+Everything here is driven by the caller's timestamps (loop seconds); there is no clock,
+no asyncio and no socket. Every random draw comes from one ``random.Random(seed)``,
+consumed in call order, so the same seed and the same sequence of calls give the same
+schedule. See scenarios/README.md for the scenario spelling of all of this.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import random
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 from sortedcontainers import SortedList
+
+from .latency import (
+    ZERO,
+    Distribution,
+    LatencyModel,
+    RoutePattern,
+    SpecError,
+    conn_kind,
+    parse_distribution,
+    parse_duration,
+)
+
+__all__ = [
+    "Applied",
+    "Delay",
+    "Delivery",
+    "DeliverySchedule",
+    "Disconnect",
+    "Drop",
+    "Duplicate",
+    "HoldUntil",
+    "HttpError",
+    "HttpFault",
+    "LatencyModel",
+    "Match",
+    "Perturbation",
+    "PREDICATES",
+    "Reorder",
+    "ResendStale",
+    "SpecError",
+    "perturbation_from_spec",
+]
 
 
 @dataclass(frozen=True, order=True)
@@ -32,41 +78,759 @@ class HttpFault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class DeliverySchedule:
-    """Holds outbound messages until their delivery time. Times are loop seconds."""
+class Applied(NamedTuple):
+    """One perturbation applied: the runner writes these into the trace."""
 
-    def __init__(self, seed: int = 0):
+    now: float
+    name: str
+    conn: str
+    msg_type: str
+
+
+# --- matching ----------------------------------------------------------------------------
+
+#: Predicates a ``match`` may name (no JSON paths: each is a fixed question about a message).
+PREDICATES = {
+    "mentions-order": "the message refers to at least one order id",
+    "mentions-bot-order": "the message refers to an order the bot placed (an id seen in a "
+    "PLACE_*_WS_RESPONSE, or passed to DeliverySchedule.note_order for REST placements)",
+    "omits-pending-order": "an OPEN_ORDERS_UPDATE that lacks an order the bot placed which has "
+    "been acknowledged but not yet seen in any later account message (the stale-snapshot race)",
+}
+
+PLACE_REPLY_TYPES = frozenset({"PLACE_LIMIT_WS_RESPONSE", "PLACE_MARKET_WS_RESPONSE"})
+_CONN_KINDS = ("account", "trade", "rest", "engine")
+
+
+def _conn_matches(conn: str, pattern: str) -> bool:
+    return conn == pattern or conn_kind(conn) == pattern
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which messages (or requests) a perturbation applies to. Empty fields match anything.
+
+    ``nth`` counts, per perturbation and from 1, the messages that pass every other filter
+    except ``probability``; ``probability`` is drawn last, only for those.
+    ``from_s``/``until_s`` are seconds since the schedule's ``start``.
+    """
+
+    types: tuple[str, ...] = ()
+    conns: tuple[str, ...] = ()
+    nth: tuple[int, ...] = ()
+    probability: float = 1.0
+    from_s: float | None = None
+    until_s: float | None = None
+    predicate: str | None = None
+    route: RoutePattern | None = None
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    match: Match = Match()
+    name: str = ""
+    kind: ClassVar[str] = ""
+    #: message types the perturbation applies to when ``match`` names none
+    default_types: ClassVar[tuple[str, ...]] = ()
+
+
+@dataclass(frozen=True)
+class Delay(Perturbation):
+    """Add ``extra`` to the delivery time (REST: to the response; ``conn = "engine"``: to the engine)."""
+
+    extra: Distribution = ZERO
+    kind: ClassVar[str] = "delay"
+
+
+@dataclass(frozen=True)
+class HoldUntil(Perturbation):
+    """Hold a message until a message of ``until_type`` is delivered on the same connection
+    (it then follows right behind it), for at most ``max_s`` past its normal delivery time."""
+
+    until_type: str = ""
+    max_s: float = 5.0
+    kind: ClassVar[str] = "hold_until"
+
+
+@dataclass(frozen=True)
+class Reorder(Perturbation):
+    """Matching messages produced within ``window_s`` of the first (per connection) are held
+    until the window closes and then delivered in a shuffled order."""
+
+    window_s: float = 0.1
+    kind: ClassVar[str] = "reorder"
+
+
+@dataclass(frozen=True)
+class Drop(Perturbation):
+    kind: ClassVar[str] = "drop"
+
+
+@dataclass(frozen=True)
+class Duplicate(Perturbation):
+    """Deliver the message twice, the copy ``gap`` after the original."""
+
+    gap: Distribution = ZERO
+    kind: ClassVar[str] = "duplicate"
+
+
+@dataclass(frozen=True)
+class ResendStale(Perturbation):
+    """When a matching message is produced, also deliver the newest earlier message of the
+    same type on the same connection that was produced at least ``age_s`` before, ``after``
+    the triggering message's delivery."""
+
+    age_s: float = 0.0
+    after: Distribution = ZERO
+    kind: ClassVar[str] = "resend_stale"
+    default_types: ClassVar[tuple[str, ...]] = ("OPEN_ORDERS_UPDATE",)
+
+
+@dataclass(frozen=True)
+class Disconnect(Perturbation):
+    """Close matching connections: at ``at_s`` since start, ``after_open_s`` after each opens,
+    or (neither given) ``gap_s`` after each matching message is delivered."""
+
+    at_s: float | None = None
+    after_open_s: float | None = None
+    gap_s: float = 0.0
+    code: int | None = None  # WebSocket close code; None = the server's default
+    kind: ClassVar[str] = "disconnect"
+
+    def message(self) -> dict[str, int] | None:
+        return None if self.code is None else {"code": self.code}
+
+    @property
+    def timed(self) -> bool:
+        return self.at_s is not None or self.after_open_s is not None
+
+
+@dataclass(frozen=True)
+class HttpError(Perturbation):
+    """Answer matching REST requests with ``status``: 429 (with ``x-valr-ratelimited``), 4xx/5xx,
+    or 0 = never answer (a timeout)."""
+
+    status: int = 429
+    route: RoutePattern | None = None
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    kind: ClassVar[str] = "http_error"
+
+    def fault(self) -> HttpFault:
+        if self.status == 0:
+            return HttpFault(0)
+        headers = dict(self.headers)
+        body = self.body
+        if self.status == 429:
+            # [INF] valr-protocol.md: 429 with `x-valr-ratelimited: true`; the body text is not
+            # documented, so this one is a guess in VALR's {"code","message"} error shape.
+            # Same spelling as replay.server.ratelimit's own 429.
+            headers.setdefault("x-valr-ratelimited", "true")
+            headers.setdefault("Retry-After", "1")
+            if body is None:
+                body = {"code": -1, "message": "Rate limit exceeded"}
+        elif body is None:
+            # [INF] VALR's 5xx/4xx bodies are undocumented; use its usual error shape.
+            body = {"code": -1, "message": "Internal server error" if self.status >= 500 else "Bad request"}
+        return HttpFault(self.status, body, headers)
+
+
+KINDS: dict[str, type[Perturbation]] = {
+    cls.kind: cls for cls in (Delay, HoldUntil, Reorder, Drop, Duplicate, ResendStale, Disconnect, HttpError)
+}
+
+
+# --- the schedule ------------------------------------------------------------------------
+
+
+@dataclass
+class _Hold:
+    conn: str
+    awaited: str
+    normal_at: float
+    delivery: Delivery
+
+
+@dataclass
+class _Group:
+    window_end: float
+    conn: str
+    items: list[tuple[float, int, float, str, Any]] = field(default_factory=list)  # key, seq, normal, type, msg
+
+
+_HISTORY_LIMIT = 4096
+
+
+class DeliverySchedule:
+    """Holds outbound messages until their delivery time. Times are loop seconds.
+
+    ``start`` anchors the perturbations' time windows and timed disconnects; if not given
+    (or left ``None`` until the first call) it is the ``now`` of the first call.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        latency: LatencyModel | None = None,
+        perturbations: Sequence[Perturbation] = (),
+        start: float | None = None,
+    ):
         self.seed = seed
+        self.latency = latency if latency is not None else LatencyModel()
+        self.perturbations: tuple[Perturbation, ...] = tuple(perturbations)
+        self.start = start
+        self.applied: list[Applied] = []
+        #: called with each Applied as it happens (the runner writes them into the trace)
+        self.on_applied: Callable[[Applied], None] | None = None
+        self._rng = random.Random(seed)
         self._queue: SortedList = SortedList()
         self._seq = itertools.count()
+        self._last: dict[tuple[str, str], float] = {}
+        self._counts = [0] * len(self.perturbations)
+        self._held: dict[int, _Hold] = {}
+        self._groups: dict[tuple[int, str], _Group] = {}
+        self._history: dict[tuple[str, str], deque[tuple[float, Any]]] = {}
+        self._keep_history = any(isinstance(p, ResendStale) for p in self.perturbations)
+        self._disconnect_names: dict[int, str] = {}
+        self._bot_orders: set[str] = set()
+        self._pending_orders: dict[str, float] = {}
+
+    @classmethod
+    def from_spec(
+        cls,
+        latency: Mapping[str, Any] | None,
+        perturb: Sequence[Mapping[str, Any]] | None,
+        seed: int = 0,
+        start: float | None = None,
+    ) -> "DeliverySchedule":
+        """Build from a scenario's ``[latency]`` table and ``[[perturb]]`` array.
+
+        Raises :class:`SpecError` whose message names the key (``perturb[2].match.type``).
+        """
+        model = LatencyModel.from_spec(latency, "latency")
+        if perturb is None:
+            perturb = []
+        if not isinstance(perturb, (list, tuple)):
+            raise SpecError("perturb", f"expected an array of tables ([[perturb]]), got {type(perturb).__name__}")
+        perturbations = [perturbation_from_spec(p, f"perturb[{i}]", i) for i, p in enumerate(perturb)]
+        return cls(seed=seed, latency=model, perturbations=perturbations, start=start)
 
     # --- outbound WebSocket messages -------------------------------------------------
+    def _note_applied(self, applied: Applied) -> None:
+        self.applied.append(applied)
+        if self.on_applied is not None:
+            self.on_applied(applied)
+
     def push(self, now: float, conn: str, msg_type: str, message: Any) -> None:
-        self._queue.add(Delivery(now, next(self._seq), conn, "message", msg_type, message))
+        """The server produced ``message`` for ``conn`` at ``now``: decide when it goes out."""
+        self._ensure_start(now)
+        self._flush_groups(now)
+        self._track_orders(conn, msg_type, message, now)
+        deliver_at = now + self.latency.message(self._rng, conn, msg_type)
+        hold: HoldUntil | None = None
+        reorder: tuple[int, Reorder, float] | None = None
+        copies: list[float] = []  # gaps after delivery
+        stale: list[tuple[float, Any]] = []  # (gap after delivery, message)
+        disconnects: list[Disconnect] = []
+        history_key = (conn, msg_type)
+        for i, p in enumerate(self.perturbations):
+            if isinstance(p, HttpError) or (isinstance(p, Disconnect) and p.timed):
+                continue
+            if isinstance(p, Delay) and "engine" in p.match.conns:
+                continue
+            if not self._fires(i, p, now, conn, msg_type, message):
+                continue
+            if isinstance(p, (HoldUntil, Reorder)) and (hold is not None or reorder is not None):
+                continue  # a message sits in at most one hold or reorder window
+            if isinstance(p, ResendStale):
+                old = self._stale_candidate(history_key, now - p.age_s)
+                if old is None:
+                    continue
+                stale.append((p.after.sample(self._rng), old))
+            self._note_applied(Applied(now, p.name, conn, msg_type))
+            if isinstance(p, Drop):
+                self._remember(history_key, now, message)
+                return
+            if isinstance(p, Delay):
+                deliver_at += p.extra.sample(self._rng)
+            elif isinstance(p, HoldUntil):
+                hold = p
+            elif isinstance(p, Reorder):
+                reorder = (i, p, self._rng.random())
+            elif isinstance(p, Duplicate):
+                copies.append(p.gap.sample(self._rng))
+            elif isinstance(p, Disconnect):
+                disconnects.append(p)
+        self._remember(history_key, now, message)
+
+        if reorder is not None:
+            index, p, key = reorder
+            group_key = (index, conn)
+            group = self._groups.get(group_key)
+            if group is not None and now >= group.window_end:
+                self._flush_group(group_key)
+                group = None
+            if group is None:
+                group = self._groups[group_key] = _Group(now + p.window_s, conn)
+            group.items.append((key, next(self._seq), deliver_at, msg_type, message))
+            deliver_at = max(deliver_at, group.window_end)  # provisional, for copies below
+        elif hold is not None:
+            normal_at = max(deliver_at, self._last.get(history_key, deliver_at))
+            delivery = Delivery(normal_at + hold.max_s, next(self._seq), conn, "message", msg_type, message)
+            self._held[delivery.seq] = _Hold(conn, hold.until_type, normal_at, delivery)
+            self._queue.add(delivery)
+            deliver_at = normal_at
+        else:
+            deliver_at = max(deliver_at, self._last.get(history_key, deliver_at))
+            self._last[history_key] = deliver_at
+            self._queue.add(Delivery(deliver_at, next(self._seq), conn, "message", msg_type, message))
+
+        # Copies are injected traffic, not produced messages: they do not hold back later
+        # messages of their type (a stale snapshot 6 s late must not delay the fresh ones).
+        for gap in copies:
+            self._queue.add(Delivery(deliver_at + gap, next(self._seq), conn, "message", msg_type, copy.deepcopy(message)))
+        for gap, old in stale:
+            self._queue.add(Delivery(deliver_at + gap, next(self._seq), conn, "message", msg_type, copy.deepcopy(old)))
+        for p in disconnects:
+            d = Delivery(deliver_at + p.gap_s, next(self._seq), conn, "disconnect", "DISCONNECT", p.message())
+            self._disconnect_names[d.seq] = p.name
+            self._queue.add(d)
 
     def pop_due(self, now: float) -> list[Delivery]:
+        """Everything due at ``now``, in delivery order."""
+        self._flush_groups(now)
         due: list[Delivery] = []
         while self._queue and self._queue[0].deliver_at <= now:
-            due.append(self._queue.pop(0))
+            d = self._queue.pop(0)
+            self._held.pop(d.seq, None)  # a hold that ran to its maximum
+            if d.kind == "disconnect":
+                name = self._disconnect_names.pop(d.seq, None)
+                if name is not None:
+                    self._note_applied(Applied(d.deliver_at, name, d.conn, "DISCONNECT"))
+            else:
+                self._release_holds(d)
+            due.append(d)
         return due
 
     def next_at(self) -> float | None:
-        return self._queue[0].deliver_at if self._queue else None
+        """When the next delivery (or reorder window close) is due; None if nothing is queued."""
+        times = [g.window_end for g in self._groups.values()]
+        if self._queue:
+            times.append(self._queue[0].deliver_at)
+        return min(times) if times else None
 
     def connection_opened(self, now: float, conn: str) -> None:
-        """A WebSocket connection started; timed disconnect perturbations hook in here."""
+        """A WebSocket connection started: queue the timed disconnects that apply to it."""
+        self._ensure_start(now)
+        assert self.start is not None
+        for i, p in enumerate(self.perturbations):
+            if not (isinstance(p, Disconnect) and p.timed):
+                continue
+            m = p.match
+            if m.conns and not any(_conn_matches(conn, c) for c in m.conns):
+                continue
+            at = self.start + p.at_s if p.at_s is not None else now + (p.after_open_s or 0.0)
+            if at < now:
+                continue
+            self._counts[i] += 1
+            if m.nth and self._counts[i] not in m.nth:
+                continue
+            if m.probability < 1.0 and self._rng.random() >= m.probability:
+                continue
+            d = Delivery(at, next(self._seq), conn, "disconnect", "DISCONNECT", p.message())
+            self._disconnect_names[d.seq] = p.name
+            self._queue.add(d)
 
     def connection_closed(self, conn: str) -> None:
         """Forget what is still queued for a closed connection."""
-        self._queue = SortedList(d for d in self._queue if d.conn != conn)
+        gone = [d for d in self._queue if d.conn == conn]
+        for d in gone:
+            self._queue.remove(d)
+            self._held.pop(d.seq, None)
+            self._disconnect_names.pop(d.seq, None)
+        for key in [k for k in self._groups if k[1] == conn]:
+            del self._groups[key]
+        for key in [k for k in self._last if k[0] == conn]:
+            del self._last[key]
+        for key in [k for k in self._history if k[0] == conn]:
+            del self._history[key]
+
+    def note_order(self, now: float, order_id: str) -> None:
+        """Tell the schedule the bot placed ``order_id`` (REST placements, whose replies do not
+        pass through :meth:`push`), for the ``mentions-bot-order``/``omits-pending-order`` predicates."""
+        self._bot_orders.add(order_id)
+        self._pending_orders[order_id] = now
+
+    def pending(self) -> int:
+        """How many messages are queued (held and reorder-window messages included)."""
+        return len(self._queue) + sum(len(g.items) for g in self._groups.values())
 
     # --- REST and the matching engine -------------------------------------------------
     def http_fault(self, now: float, method: str, route: str) -> HttpFault | None:
+        """The fault to answer this request with, or None to handle it normally."""
+        self._ensure_start(now)
+        for i, p in enumerate(self.perturbations):
+            if isinstance(p, HttpError) and self._fires_http(i, p, now, method, route, p.route):
+                self._note_applied(Applied(now, p.name, "rest", f"{method.upper()} {route}"))
+                return p.fault()
         return None
 
     def http_delay(self, now: float, method: str, route: str) -> float:
-        return 0.0
+        """Seconds between a REST request's handling and its response being written."""
+        self._ensure_start(now)
+        delay = self.latency.http(self._rng, method, route)
+        for i, p in enumerate(self.perturbations):
+            if not isinstance(p, Delay):
+                continue
+            m = p.match
+            if m.route is None and "rest" not in m.conns:
+                continue
+            if self._fires_http(i, p, now, method, route, None):
+                self._note_applied(Applied(now, p.name, "rest", f"{method.upper()} {route}"))
+                delay += p.extra.sample(self._rng)
+        return delay
 
     def engine_delay(self, now: float, command: str) -> float:
         """Seconds between a command's acceptance and its processing by the engine."""
-        return 0.0
+        self._ensure_start(now)
+        delay = self.latency.engine(self._rng, command)
+        for i, p in enumerate(self.perturbations):
+            if isinstance(p, Delay) and "engine" in p.match.conns and self._fires(i, p, now, "engine", command, None):
+                self._note_applied(Applied(now, p.name, "engine", command))
+                delay += p.extra.sample(self._rng)
+        return delay
+
+    # --- internals --------------------------------------------------------------------
+    def _ensure_start(self, now: float) -> None:
+        if self.start is None:
+            self.start = now
+
+    def _in_window(self, m: Match, now: float) -> bool:
+        t = now - (self.start or 0.0)
+        if m.from_s is not None and t < m.from_s:
+            return False
+        if m.until_s is not None and t > m.until_s:
+            return False
+        return True
+
+    def _draw(self, i: int, m: Match) -> bool:
+        """Count an occurrence for perturbation ``i``; apply nth, then the probability draw."""
+        self._counts[i] += 1
+        if m.nth and self._counts[i] not in m.nth:
+            return False
+        if m.probability < 1.0 and self._rng.random() >= m.probability:
+            return False
+        return True
+
+    def _fires(self, i: int, p: Perturbation, now: float, conn: str, msg_type: str, message: Any) -> bool:
+        m = p.match
+        if m.route is not None:
+            return False  # a route only matches REST requests
+        types = m.types or p.default_types
+        if types and msg_type not in types:
+            return False
+        if m.conns and not any(_conn_matches(conn, c) for c in m.conns):
+            return False
+        if not self._in_window(m, now):
+            return False
+        if m.predicate is not None and not self._predicate(m.predicate, msg_type, message):
+            return False
+        return self._draw(i, m)
+
+    def _fires_http(
+        self, i: int, p: Perturbation, now: float, method: str, route: str, own_route: RoutePattern | None
+    ) -> bool:
+        m = p.match
+        if m.conns and "rest" not in m.conns:
+            return False
+        for pattern in (own_route, m.route):
+            if pattern is not None and not pattern.matches(method, route):
+                return False
+        if not self._in_window(m, now):
+            return False
+        return self._draw(i, m)
+
+    def _predicate(self, name: str, msg_type: str, message: Any) -> bool:
+        ids = _order_ids(message)
+        if name == "mentions-order":
+            return bool(ids)
+        if name == "mentions-bot-order":
+            return any(i in self._bot_orders for i in ids)
+        if name == "omits-pending-order":
+            # Tracking has already removed the orders this snapshot lists.
+            return isinstance(_data(message), list) and bool(self._pending_orders)
+        raise AssertionError(f"unknown predicate {name!r}")  # from_spec validates names
+
+    def _track_orders(self, conn: str, msg_type: str, message: Any, now: float) -> None:
+        if conn_kind(conn) != "account":
+            return
+        data = _data(message)
+        if msg_type in PLACE_REPLY_TYPES:
+            if isinstance(message, dict) and message.get("error"):
+                return
+            if isinstance(data, dict):
+                oid = data.get("orderId") or data.get("id")
+                if isinstance(oid, str) and oid:
+                    self.note_order(now, oid)
+            return
+        for oid in _order_ids(message):
+            self._pending_orders.pop(oid, None)
+
+    def _remember(self, key: tuple[str, str], now: float, message: Any) -> None:
+        if not self._keep_history:
+            return
+        hist = self._history.get(key)
+        if hist is None:
+            hist = self._history[key] = deque(maxlen=_HISTORY_LIMIT)
+        hist.append((now, message))
+
+    def _stale_candidate(self, key: tuple[str, str], produced_by: float) -> Any | None:
+        for produced, message in reversed(self._history.get(key, ())):
+            if produced <= produced_by:
+                return message
+        return None
+
+    def _add_late(self, at: float, conn: str, msg_type: str, message: Any) -> None:
+        key = (conn, msg_type)
+        self._last[key] = max(at, self._last.get(key, at))
+        self._queue.add(Delivery(at, next(self._seq), conn, "message", msg_type, message))
+
+    def _flush_groups(self, now: float) -> None:
+        for key in sorted(k for k, g in self._groups.items() if g.window_end <= now):
+            self._flush_group(key)
+
+    def _flush_group(self, key: tuple[int, str]) -> None:
+        group = self._groups.pop(key)
+        shuffled = sorted(group.items, key=lambda item: (item[0], item[1]))
+        times = sorted(max(item[2], group.window_end) for item in group.items)
+        for at, (_, _, _, msg_type, message) in zip(times, shuffled):
+            self._add_late(at, group.conn, msg_type, message)
+
+    def _release_holds(self, delivered: Delivery) -> None:
+        for seq, hold in list(self._held.items()):
+            if hold.conn != delivered.conn or hold.awaited != delivered.msg_type:
+                continue
+            del self._held[seq]
+            self._queue.remove(hold.delivery)
+            d = hold.delivery
+            self._queue.add(
+                Delivery(max(delivered.deliver_at, hold.normal_at), next(self._seq), d.conn, d.kind, d.msg_type, d.message)
+            )
+
+
+def _data(message: Any) -> Any:
+    return message.get("data") if isinstance(message, dict) else None
+
+
+def _order_ids(message: Any) -> list[str]:
+    """Order ids a VALR account message refers to (``data.orderId``, ``data[*].orderId``,
+    ``data.additionalInfo.orderId``)."""
+    data = _data(message)
+    out: list[str] = []
+    items = data if isinstance(data, list) else [data]
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        oid = item.get("orderId")
+        if oid is None and isinstance(item.get("additionalInfo"), dict):
+            oid = item["additionalInfo"].get("orderId")
+        if isinstance(oid, str) and oid:
+            out.append(oid)
+    return out
+
+
+# --- building perturbations from a scenario ------------------------------------------------
+
+_COMMON = ("probability", "nth")
+
+
+def _as_str_list(value: Any, key: str) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for j, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            where = f"{key}[{j}]" if isinstance(value, list) else key
+            raise SpecError(where, f"expected a non-empty string, got {item!r}")
+        out.append(item)
+    return tuple(out)
+
+
+def _parse_nth(value: Any, key: str) -> tuple[int, ...]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for j, item in enumerate(items):
+        where = f"{key}[{j}]" if isinstance(value, list) else key
+        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+            raise SpecError(where, f"expected an occurrence number >= 1, got {item!r}")
+        out.append(item)
+    return tuple(out)
+
+
+def _parse_probability(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise SpecError(key, f"expected a probability between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _parse_match(table: Any, key: str, common: dict[str, tuple[Any, str]]) -> Match:
+    if table is None:
+        table = {}
+    if not isinstance(table, Mapping):
+        raise SpecError(key, f"expected a table like {{ type = \"OPEN_ORDERS_UPDATE\" }}, got {type(table).__name__}")
+    fields: dict[str, Any] = {}
+    for name, value in table.items():
+        k = f"{key}.{name}"
+        if name == "type":
+            types = _as_str_list(value, k)
+            for j, t in enumerate(types):
+                if not t.replace("_", "").isalnum() or t.upper() != t:
+                    where = f"{k}[{j}]" if isinstance(value, list) else k
+                    raise SpecError(where, f"bad message type {t!r}: VALR types are capitals, e.g. OPEN_ORDERS_UPDATE")
+            fields["types"] = types
+        elif name == "conn":
+            conns = _as_str_list(value, k)
+            for j, c in enumerate(conns):
+                if conn_kind(c) not in _CONN_KINDS:
+                    where = f"{k}[{j}]" if isinstance(value, list) else k
+                    raise SpecError(where, f"bad connection {c!r}: expected account, trade, rest, engine "
+                                    "or a connection name like account-1")
+            fields["conns"] = conns
+        elif name == "nth":
+            fields["nth"] = _parse_nth(value, k)
+        elif name == "probability":
+            fields["probability"] = _parse_probability(value, k)
+        elif name == "from":
+            fields["from_s"] = parse_duration(value, k)
+        elif name == "until":
+            fields["until_s"] = parse_duration(value, k)
+        elif name == "predicate":
+            if not isinstance(value, str) or value.replace("_", "-") not in PREDICATES:
+                raise SpecError(k, f"unknown predicate {value!r}: expected one of {', '.join(sorted(PREDICATES))}")
+            fields["predicate"] = value.replace("_", "-")
+        elif name == "route":
+            fields["route"] = RoutePattern.parse(value, k)
+        else:
+            raise SpecError(k, "unknown key: expected type, conn, nth, probability, from, until, predicate, route")
+    for name, (value, k) in common.items():
+        if name in table:
+            raise SpecError(k, f"{name} is given both here and in {key}; give it once")
+        fields["nth" if name == "nth" else "probability"] = (
+            _parse_nth(value, k) if name == "nth" else _parse_probability(value, k)
+        )
+    if fields.get("from_s") is not None and fields.get("until_s") is not None and fields["from_s"] > fields["until_s"]:
+        raise SpecError(f"{key}.until", "the window ends before it starts (until < from)")
+    return Match(**fields)
+
+
+def _action_table(value: Any, key: str, allowed: Sequence[str], shorthand: str | None) -> dict[str, Any]:
+    """Normalise an action's value to a table; ``shorthand`` names the key a bare value fills."""
+    if value is True:
+        return {}
+    if isinstance(value, Mapping):
+        for name in value:
+            if name not in allowed and name not in _COMMON:
+                raise SpecError(f"{key}.{name}", f"unknown key: expected {', '.join([*allowed, *_COMMON])}")
+        return dict(value)
+    if shorthand is not None and not isinstance(value, bool):
+        return {shorthand: value}
+    raise SpecError(key, "expected true or a table" + (f", or a value for {shorthand}" if shorthand else ""))
+
+
+def _close_code(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1000 <= value <= 4999:
+        raise SpecError(key, f"expected a WebSocket close code (1000..4999), got {value!r}")
+    return value
+
+
+def perturbation_from_spec(spec: Any, key: str, index: int = 0) -> Perturbation:
+    """One ``[[perturb]]`` entry: a ``match`` table, exactly one action key, optionally ``name``."""
+    if not isinstance(spec, Mapping):
+        raise SpecError(key, f"expected a table, got {type(spec).__name__}")
+    actions = [k for k in spec if k in KINDS]
+    for name in spec:
+        if name not in KINDS and name not in ("match", "name"):
+            raise SpecError(f"{key}.{name}", f"unknown key: expected match, name or one of {', '.join(KINDS)}")
+    if len(actions) != 1:
+        raise SpecError(key, f"expected exactly one action ({', '.join(KINDS)}), got "
+                        + (", ".join(actions) if actions else "none"))
+    kind = actions[0]
+    akey = f"{key}.{kind}"
+    name = spec.get("name", f"{kind}[{index}]")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{key}.name", f"expected a non-empty string, got {name!r}")
+    value = spec[kind]
+
+    if kind == "drop":
+        table = _action_table(value, akey, (), None)
+    elif kind == "delay":
+        table = _action_table(value, akey, ("by",), "by")
+    elif kind == "hold_until":
+        table = _action_table(value, akey, ("type", "max"), "type")
+    elif kind == "reorder":
+        table = _action_table(value, akey, ("window",), "window")
+    elif kind == "duplicate":
+        table = _action_table(value, akey, ("gap",), "gap")
+    elif kind == "resend_stale":
+        table = _action_table(value, akey, ("age", "after"), None)
+    elif kind == "disconnect":
+        table = _action_table(value, akey, ("at", "after_open", "gap", "code"), None)
+    else:
+        table = _action_table(value, akey, ("status", "route", "body", "headers"), "status")
+
+    common = {n: (table.pop(n), f"{akey}.{n}") for n in _COMMON if n in table}
+    match = _parse_match(spec.get("match"), f"{key}.match", common)
+
+    if kind == "drop":
+        return Drop(match, name)
+    if kind == "delay":
+        if "by" not in table:
+            raise SpecError(f"{akey}.by", "missing: how much to delay, e.g. by = \"200ms\"")
+        return Delay(match, name, extra=parse_distribution(table["by"], f"{akey}.by"))
+    if kind == "hold_until":
+        until = table.get("type")
+        if not isinstance(until, str) or not until:
+            raise SpecError(f"{akey}.type", "missing: the message type whose delivery releases the hold")
+        if until in match.types:
+            raise SpecError(f"{akey}.type", "must name another type than the held messages")
+        max_s = parse_duration(table.get("max", 5.0), f"{akey}.max")
+        return HoldUntil(match, name, until_type=until, max_s=max_s)
+    if kind == "reorder":
+        if "window" not in table:
+            raise SpecError(f"{akey}.window", "missing: the window within which to shuffle, e.g. \"200ms\"")
+        window = parse_duration(table["window"], f"{akey}.window")
+        if window <= 0:
+            raise SpecError(f"{akey}.window", "must be more than 0")
+        return Reorder(match, name, window_s=window)
+    if kind == "duplicate":
+        return Duplicate(match, name, gap=parse_distribution(table.get("gap", 0), f"{akey}.gap"))
+    if kind == "resend_stale":
+        return ResendStale(
+            match,
+            name,
+            age_s=parse_duration(table.get("age", 0), f"{akey}.age"),
+            after=parse_distribution(table.get("after", 0), f"{akey}.after"),
+        )
+    if kind == "disconnect":
+        if "at" in table and "after_open" in table:
+            raise SpecError(f"{akey}.after_open", "give either at or after_open, not both")
+        if match.types and ("at" in table or "after_open" in table):
+            raise SpecError(f"{key}.match.type", "a timed disconnect matches connections, not message types")
+        return Disconnect(
+            match,
+            name,
+            at_s=parse_duration(table["at"], f"{akey}.at") if "at" in table else None,
+            after_open_s=parse_duration(table["after_open"], f"{akey}.after_open") if "after_open" in table else None,
+            gap_s=parse_duration(table.get("gap", 0), f"{akey}.gap"),
+            code=_close_code(table["code"], f"{akey}.code") if "code" in table else None,
+        )
+    # http_error
+    status = table.get("status", 429)
+    if isinstance(status, bool) or not isinstance(status, int) or not (status == 0 or 400 <= status <= 599):
+        raise SpecError(f"{akey}.status", f"expected 429, another 4xx/5xx status, or 0 (timeout), got {status!r}")
+    if match.types:
+        raise SpecError(f"{key}.match.type", "http_error matches REST requests: use a route, not a message type")
+    route = RoutePattern.parse(table["route"], f"{akey}.route") if "route" in table else None
+    headers = table.get("headers", {})
+    if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
+        raise SpecError(f"{akey}.headers", "expected a table of header name -> string")
+    return HttpError(match, name, status=status, route=route, body=table.get("body"), headers=dict(headers))

@@ -1,0 +1,381 @@
+"""Scenario files: TOML describing one race experiment (see scenarios/README.md).
+
+``load_scenario(path)`` reads and validates a file; a bad file raises :class:`ScenarioError`
+whose message names the file, the key (a dotted path such as ``perturb[2].match.type``)
+and what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Mapping
+
+from .latency import SpecError
+from .latency import parse_duration as _parse_duration
+from .schedule import DeliverySchedule
+
+__all__ = ["BotSpec", "Scenario", "ScenarioError", "PolicyVerdicts", "load_scenario", "loads_scenario", "parse_duration"]
+
+
+class ScenarioError(SpecError):
+    """A bad scenario file: ``str(err)`` is ``"<file>: <key>: <problem>"``."""
+
+    def __init__(self, path: str | Path | None, key: str | None, problem: str):
+        self.path = str(path) if path is not None else None
+        SpecError.__init__(self, key, problem)
+        parts = [p for p in (self.path, key, problem) if p]
+        self.args = (": ".join(parts),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def parse_duration(value: Any, key: str | None = None) -> float:
+    """Seconds from ``"250ms"``, ``"5s"``, ``"1m"`` or a number of seconds; :class:`SpecError`
+    (naming ``key``) otherwise. The same spelling is used everywhere in a scenario."""
+    return _parse_duration(value, key)
+
+
+POLICY_KINDS = ("naive", "age-guard", "ignore", "reconcile")
+_CONNECTOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def parse_policy_name(value: Any, key: str = "bot.policy") -> str:
+    """Validate ``naive | age-guard:S | ignore | reconcile`` (S a duration); returns it unchanged."""
+    if not isinstance(value, str):
+        raise SpecError(key, f"expected a policy name, got {type(value).__name__}")
+    kind, colon, arg = value.partition(":")
+    if kind not in POLICY_KINDS:
+        raise SpecError(key, f"unknown policy {value!r}: expected naive, age-guard:S, ignore or reconcile")
+    if kind == "age-guard":
+        if not colon or not arg:
+            raise SpecError(key, f"policy {value!r} needs an age: age-guard:S, e.g. age-guard:2s")
+        parse_duration(arg, key)
+    elif colon:
+        raise SpecError(key, f"policy {kind!r} takes no argument (got {value!r})")
+    return value
+
+
+class PolicyVerdicts(dict):
+    """policy -> check names expected to be violated. ``get`` of an ``age-guard:S`` policy
+    falls back to an ``age-guard`` entry when there is none for that exact age."""
+
+    def get(self, policy: str, default: Any = None) -> Any:  # type: ignore[override]
+        if policy in self:
+            return self[policy]
+        kind = policy.partition(":")[0]
+        if kind in self:
+            return self[kind]
+        return default
+
+
+@dataclass
+class BotSpec:
+    connector: str = "reference"
+    policy: str = "naive"
+    pair: str = "BTCZAR"
+    account: str = "demo"
+    order_refresh_time_s: float = 1.0
+    bid_spread: Decimal = Decimal("0.001")
+    ask_spread: Decimal = Decimal("0.001")
+    order_amount: Decimal = Decimal("0.001")
+    order_levels: int = 1
+    #: seconds PMM waits before quoting again after one of its orders filled (Hummingbot's default: 60)
+    filled_order_delay_s: float = 60.0
+    #: connector extras: ``[bot.options]``, plus unknown ``[bot]`` keys for a non-reference connector
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Scenario:
+    path: Path
+    name: str
+    description: str = ""
+    duration_s: float = 60.0
+    seed: int = 0
+    exchange: dict[str, Any] | None = None
+    market: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    perturb: list[dict[str, Any]] = field(default_factory=list)
+    bot: BotSpec = field(default_factory=BotSpec)
+    expect: dict[str, Any] = field(default_factory=dict)
+    expected_violations: PolicyVerdicts = field(default_factory=PolicyVerdicts)
+
+    def schedule(self, seed: int | None = None, start: float | None = None) -> DeliverySchedule:
+        """A fresh delivery schedule for one run (the scenario's seed unless ``seed`` is given)."""
+        return DeliverySchedule.from_spec(self.latency, self.perturb, self.seed if seed is None else seed, start)
+
+    def resolve(self, relative: str | Path) -> Path:
+        """A path named in the file: absolute as is; else next to the scenario file if it exists
+        there, otherwise relative to the current directory (e.g. ``captures/x.jsonl``)."""
+        p = Path(relative)
+        if p.is_absolute():
+            return p
+        beside = self.path.parent / p
+        return beside if beside.exists() else p
+
+
+# --- loading -------------------------------------------------------------------------------
+
+TOP_KEYS = ("scenario", "exchange", "market", "latency", "perturb", "bot", "expect")
+SCENARIO_KEYS = ("name", "description", "duration", "seed")
+MARKET_KEYS = ("pairs", "capture")
+BOT_KEYS = (
+    "connector", "policy", "pair", "account", "order_refresh_time", "bid_spread", "ask_spread",
+    "order_amount", "order_levels", "filled_order_delay", "options",
+)
+# [expect] keys the scenario itself interprets -> (kind, name stored in Scenario.expect).
+# Every other key is a check threshold (replay.checks.KNOWN_THRESHOLDS), kept as written.
+EXPECT_KEYS: dict[str, tuple[str, str]] = {
+    "open_orders_slack": ("count", "open_orders_slack"),
+    "grace": ("duration", "grace_s"),
+    "place_resolve_within": ("duration", "place_resolve_s"),
+    "cancel_resolve_within": ("duration", "cancel_resolve_s"),
+    "requote_within": ("duration", "requote_bound_s"),
+    # spelling of the brief; the check is called final_state_exit (true = none allowed)
+    "no_final_state_exit": ("threshold", "final_state_exit"),
+}
+# Used when replay.checks cannot be imported.
+_FALLBACK_THRESHOLDS = frozenset({
+    "max_open_orders", "duplicate_orders", "nothing_open_after_shutdown", "false_cancels", "orphans_at_end",
+    "orphans", "final_state_exit",
+})
+
+
+def _known_thresholds() -> tuple[frozenset[str], tuple[str, ...] | None]:
+    """(threshold keys, check names) from replay.checks, the module that judges them."""
+    try:
+        from . import checks
+    except ImportError:  # pragma: no cover - checks is part of the package
+        return _FALLBACK_THRESHOLDS, None
+    return frozenset(getattr(checks, "KNOWN_THRESHOLDS", _FALLBACK_THRESHOLDS)), getattr(checks, "CHECK_NAMES", None)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file. Raises :class:`ScenarioError` for a bad file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(p, None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(p, None, f"cannot read: {exc}") from None
+    return loads_scenario(text, p)
+
+
+def loads_scenario(text: str, path: str | Path = "<string>") -> Scenario:
+    """Parse scenario TOML text; ``path`` names it in errors and anchors relative paths."""
+    p = Path(path)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(p, None, f"invalid TOML: {exc}") from None
+    try:
+        return _build(doc, p)
+    except ScenarioError:
+        raise
+    except SpecError as exc:
+        raise ScenarioError(p, exc.key, exc.problem) from None
+
+
+def _table(doc: Mapping[str, Any], key: str, path: str | None = None) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(path or key, f"expected a table ([{path or key}]), got {type(value).__name__}")
+    return value
+
+
+def _unknown(table: Mapping[str, Any], allowed: tuple[str, ...] | Mapping[str, Any], prefix: str) -> None:
+    for name in table:
+        if name not in allowed:
+            raise SpecError(f"{prefix}.{name}" if prefix else name,
+                            f"unknown key: expected one of {', '.join(allowed)}")
+
+
+def _str(value: Any, key: str, *, empty_ok: bool = False) -> str:
+    if not isinstance(value, str) or (not empty_ok and not value):
+        raise SpecError(key, f"expected a {'' if empty_ok else 'non-empty '}string, got {value!r}")
+    return value
+
+
+def _int(value: Any, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(key, f"expected a whole number, got {value!r}")
+    if value < minimum:
+        raise SpecError(key, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _decimal(value: Any, key: str, *, positive: bool = False) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise SpecError(key, f"expected a number or a decimal string, got {value!r}")
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise SpecError(key, f"expected a number or a decimal string, got {value!r}") from None
+    if not d.is_finite() or d < 0 or (positive and d == 0):
+        raise SpecError(key, f"must be {'more than' if positive else 'at least'} 0, got {value!r}")
+    return d
+
+
+def _build(doc: dict[str, Any], path: Path) -> Scenario:
+    _unknown(doc, TOP_KEYS, "")
+
+    head = _table(doc, "scenario")
+    _unknown(head, SCENARIO_KEYS, "scenario")
+    name = _str(head.get("name", path.stem), "scenario.name")
+    description = _str(head.get("description", ""), "scenario.description", empty_ok=True)
+    duration_s = parse_duration(head.get("duration", "60s"), "scenario.duration")
+    if duration_s <= 0:
+        raise SpecError("scenario.duration", "must be more than 0")
+    seed = _int(head.get("seed", 0), "scenario.seed")
+
+    exchange = None
+    if "exchange" in doc:
+        exchange = _table(doc, "exchange")
+        _check_exchange(exchange, path)
+
+    bot = _build_bot(_table(doc, "bot"))
+
+    market = dict(_table(doc, "market"))
+    _unknown(market, MARKET_KEYS, "market")
+    if "pairs" in market:
+        pairs = market["pairs"]
+        if not isinstance(pairs, list) or not pairs:
+            raise SpecError("market.pairs", f"expected a non-empty list of pair symbols, got {pairs!r}")
+        for j, pair in enumerate(pairs):
+            _str(pair, f"market.pairs[{j}]")
+    elif "capture" not in market:
+        market["pairs"] = [bot.pair]
+    if "capture" in market:
+        _str(market["capture"], "market.capture")
+
+    latency = _table(doc, "latency")
+    perturb = doc.get("perturb", [])
+    if not isinstance(perturb, list):
+        raise SpecError("perturb", "expected an array of tables: write [[perturb]] for each entry")
+    # Validate [latency] and [[perturb]] now, so a bad file fails at load, naming the key.
+    DeliverySchedule.from_spec(latency, perturb, seed)
+
+    expect, verdicts = _build_expect(_table(doc, "expect"))
+
+    return Scenario(
+        path=path,
+        name=name,
+        description=description,
+        duration_s=duration_s,
+        seed=seed,
+        exchange=exchange,
+        market=market,
+        latency=latency,
+        perturb=perturb,
+        bot=bot,
+        expect=expect,
+        expected_violations=verdicts,
+    )
+
+
+def _check_exchange(exchange: dict[str, Any], path: Path) -> None:
+    """Validate [exchange] with replay.config when that module is present."""
+    try:
+        from .config import config_from_dict  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    try:
+        config_from_dict(exchange, str(path))
+    except SpecError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        message = str(exc)
+        # config_from_dict says "<source>: <key>: <problem>"; re-anchor its key under [exchange].
+        prefix = f"{path}: "
+        if message.startswith(prefix):
+            inner, sep, problem = message[len(prefix):].partition(": ")
+            if sep and inner and " " not in inner:
+                raise SpecError(f"exchange.{inner}", problem) from None
+            message = message[len(prefix):]
+        raise SpecError("exchange", message) from None
+
+
+def _build_bot(table: dict[str, Any]) -> BotSpec:
+    bot = BotSpec()
+    connector = _str(table.get("connector", bot.connector), "bot.connector")
+    if connector != "reference" and not _CONNECTOR_RE.match(connector):
+        raise SpecError("bot.connector", f"expected 'reference' or 'module:attr', got {connector!r}")
+    bot.connector = connector
+    options = table.get("options", {})
+    if not isinstance(options, dict):
+        raise SpecError("bot.options", f"expected a table of connector options, got {type(options).__name__}")
+    bot.options = dict(options)
+    for name, value in table.items():
+        if name in BOT_KEYS:
+            continue
+        if connector == "reference":
+            raise SpecError(f"bot.{name}", f"unknown key: expected one of {', '.join(BOT_KEYS)} "
+                            "(connector-specific settings go in [bot.options])")
+        bot.options.setdefault(name, value)
+    bot.policy = parse_policy_name(table.get("policy", bot.policy), "bot.policy")
+    bot.pair = _str(table.get("pair", bot.pair), "bot.pair")
+    bot.account = _str(table.get("account", bot.account), "bot.account")
+    refresh = parse_duration(table.get("order_refresh_time", bot.order_refresh_time_s), "bot.order_refresh_time")
+    if refresh <= 0:
+        raise SpecError("bot.order_refresh_time", "must be more than 0")
+    bot.order_refresh_time_s = refresh
+    bot.bid_spread = _decimal(table.get("bid_spread", bot.bid_spread), "bot.bid_spread")
+    bot.ask_spread = _decimal(table.get("ask_spread", bot.ask_spread), "bot.ask_spread")
+    bot.order_amount = _decimal(table.get("order_amount", bot.order_amount), "bot.order_amount", positive=True)
+    bot.order_levels = _int(table.get("order_levels", bot.order_levels), "bot.order_levels", minimum=1)
+    bot.filled_order_delay_s = parse_duration(table.get("filled_order_delay", bot.filled_order_delay_s),
+                                              "bot.filled_order_delay")
+    return bot
+
+
+def _build_expect(table: dict[str, Any]) -> tuple[dict[str, Any], PolicyVerdicts]:
+    thresholds, check_names = _known_thresholds()
+    expect: dict[str, Any] = {}
+    verdicts = PolicyVerdicts()
+    for name, value in table.items():
+        key = f"expect.{name}"
+        if name == "policy":
+            if not isinstance(value, dict):
+                raise SpecError(key, "expected tables like [expect.policy.naive]")
+            for policy, entry in value.items():
+                pkey = f"{key}.{policy}"
+                if policy != "age-guard":
+                    parse_policy_name(policy, pkey)
+                if not isinstance(entry, dict):
+                    raise SpecError(pkey, f"expected a table with violated = [...], got {type(entry).__name__}")
+                _unknown(entry, ("violated",), pkey)
+                violated = entry.get("violated", [])
+                if not isinstance(violated, list):
+                    raise SpecError(f"{pkey}.violated", f"expected a list of check names, got {violated!r}")
+                names = [_str(v, f"{pkey}.violated[{j}]") for j, v in enumerate(violated)]
+                for j, check in enumerate(names):
+                    if check_names is not None and check not in check_names:
+                        raise SpecError(f"{pkey}.violated[{j}]",
+                                        f"unknown check {check!r}: expected one of {', '.join(check_names)}")
+                verdicts[policy] = names
+            continue
+        if name in EXPECT_KEYS:
+            kind, stored = EXPECT_KEYS[name]
+        elif name in thresholds:
+            kind, stored = "threshold", name
+        else:
+            allowed = sorted({*EXPECT_KEYS, *thresholds, "policy"})
+            raise SpecError(key, f"unknown key: expected one of {', '.join(allowed)}")
+        if kind == "count":
+            expect[stored] = _int(value, key)
+        elif kind == "duration":
+            expect[stored] = parse_duration(value, key)
+        else:  # a check threshold: true (none allowed), false (not judged) or a number >= 0
+            if not isinstance(value, bool) and (
+                not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+            ):
+                raise SpecError(key, f"expected true, false or a number >= 0, got {value!r}")
+            expect[stored] = value
+    return expect, verdicts
