@@ -1,0 +1,570 @@
+"""Invariant checks over hand-built traces: each held and violated, first violation named."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from replay.checks import CHECK_NAMES, CheckSpec, build_timeline, run_checks
+
+MS = 1_000_000
+
+
+class Trace:
+    """Builds record dicts in the captures/README.md format; times in milliseconds."""
+
+    def __init__(self, header: bool = False):
+        self.records: list[dict] = []
+        if header:
+            self.records.append({"format": "valr-replay-capture", "version": 1, "source": "simulated"})
+
+    def add(self, t_ms, conn, dir, kind, type, data) -> int:
+        self.records.append(
+            {"t": int(t_ms * MS), "wall": "", "conn": conn, "dir": dir, "kind": kind, "type": type, "data": data}
+        )
+        return len(self.records) - 1
+
+    def status(self, t_ms, oid, cid, status, account="demo") -> int:
+        order = {"order_id": oid, "customer_order_id": cid, "account": account, "status": status, "pair": "BTCZAR"}
+        return self.add(t_ms, "exchange", "local", "event", "OrderStatusChanged", {"ts_ms": 0, "account": account, "order": order})
+
+    def failed(self, t_ms, oid, cid, message) -> int:
+        data = {"ts_ms": 0, "account": "demo", "order_id": oid, "customer_order_id": cid, "message": message}
+        return self.add(t_ms, "exchange", "local", "event", "OrderFailed", data)
+
+    def client(self, t_ms, cid, frm, to, where="active", eid=None, reason="") -> int:
+        data = {"client_order_id": cid, "exchange_order_id": eid, "from": frm, "to": to, "reason": reason, "where": where}
+        return self.add(t_ms, "client", "local", "client", "ORDER_STATE", data)
+
+    def strat(self, t_ms, type, cid) -> int:
+        return self.add(t_ms, "strategy", "local", "strategy", type, {"client_order_id": cid})
+
+    def meta(self, t_ms, type) -> int:
+        return self.add(t_ms, "run", "local", "meta", type, {})
+
+    def ws_in(self, t_ms, type, payload) -> int:
+        return self.add(t_ms, "account-1", "in", "ws", type, {"type": type, "data": payload})
+
+
+def run(trace, **kw) -> dict:
+    return {r.name: r for r in run_checks(trace.records, CheckSpec(**kw))}
+
+
+def lifecycle(tr: Trace, t0, cid, oid, place_ms=10, live_ms=1000, cancel_ms=20, strategy=True):
+    """A healthy order: placed, acked, cancelled by the strategy, confirmed."""
+    if strategy:
+        tr.strat(t0, "CREATE", cid)
+    tr.client(t0, cid, None, "PENDING_CREATE")
+    tr.status(t0 + place_ms / 2, oid, cid, "Placed")
+    tr.client(t0 + place_ms, cid, "PENDING_CREATE", "OPEN", eid=oid)
+    tc = t0 + live_ms
+    if strategy:
+        tr.strat(tc, "CANCEL", cid)
+    tr.client(tc + 1, cid, "OPEN", "PENDING_CANCEL", eid=oid)
+    tr.status(tc + cancel_ms / 2, oid, cid, "Cancelled")
+    tr.client(tc + cancel_ms, cid, "PENDING_CANCEL", "CANCELED", where="cached", eid=oid)
+
+
+def healthy_run() -> Trace:
+    tr = Trace(header=True)
+    tr.meta(0, "RUN_START")
+    for k in range(4):
+        t0 = 1000 + 2000 * k
+        lifecycle(tr, t0, f"b{k}", f"ob{k}")
+        lifecycle(tr, t0, f"s{k}", f"os{k}")
+    tr.meta(9000, "SHUTDOWN_BEGIN")
+    tr.meta(9100, "SHUTDOWN_DONE")
+    tr.meta(9200, "RUN_END")
+    tr.records[1:] = sorted(tr.records[1:], key=lambda r: r["t"])  # a real trace is in time order
+    return tr
+
+
+ALL_THRESHOLDS = {
+    "max_open_orders": 2,
+    "nothing_open_after_shutdown": True,
+    "orders_closed": True,
+    "false_cancels": 0,
+    "orphans_at_end": 0,
+    "phantom_open": 0,
+    "place_resolves": True,
+    "cancel_resolves": True,
+    "requote": True,
+}
+
+
+def test_healthy_run_holds_everything():
+    res = run(healthy_run(), thresholds=ALL_THRESHOLDS)
+    assert list(res) == list(CHECK_NAMES)
+    for r in res.values():
+        assert r.held is True, r.message
+        assert r.first_violation is None and r.timeline == []
+    assert res["max_open_orders"].figures["peak"] == 2
+    assert res["place_resolves"].figures["p50_ms"] == 10.0
+    assert res["cancel_resolves"].figures["p99_ms"] == 20.0
+    assert res["requote"].figures["cancel_sets"] == 4
+    assert res["requote"].figures["max_gap_ms"] == 1000.0
+
+
+def test_no_thresholds_gives_figures_only_except_hard_invariants():
+    res = run(healthy_run())
+    for name, r in res.items():
+        expected = True if name in ("duplicate_orders", "final_state_exit") else None
+        assert r.held is expected, (name, r.message)
+
+
+# --- the race: naive false cancel, then the ack resurrects the order in the cache -----------
+
+
+def naive_race() -> tuple[Trace, dict[str, int]]:
+    tr = Trace()
+    idx = {}
+    tr.meta(0, "RUN_START")
+    tr.strat(1000, "CREATE", "c1")
+    tr.client(1000, "c1", None, "PENDING_CREATE")
+    tr.ws_in(1003, "OPEN_ORDERS_UPDATE", [])  # stale snapshot, built before c1 reached the book
+    idx["false"] = tr.client(1004, "c1", "PENDING_CREATE", "CANCELED", where="cached", reason="missing from snapshot")
+    idx["placed"] = tr.status(1005, "o1", "c1", "Placed")
+    idx["resurrect"] = tr.client(1008, "c1", "CANCELED", "OPEN", where="cached", eid="o1")
+    tr.meta(5000, "SHUTDOWN_BEGIN")
+    tr.meta(5100, "SHUTDOWN_DONE")
+    return tr, idx
+
+
+def test_false_cancel_with_ack_resurrection_is_false_cancel_and_orphan():
+    tr, idx = naive_race()
+    res = run(tr, thresholds=ALL_THRESHOLDS)
+    fc = res["false_cancels"]
+    assert fc.held is False and fc.figures["false_cancels"] == 1
+    assert fc.figures["by_state"] == {"CANCELED": 1}
+    assert fc.first_violation["index"] == idx["false"]
+    assert fc.first_violation["record"] is tr.records[idx["false"]]
+    orph = res["orphans"]
+    assert orph.held is False and orph.figures["orphans"] == 1
+    assert orph.first_violation["index"] == idx["false"]  # where the client stopped tracking it
+    fse = res["final_state_exit"]
+    assert fse.held is False and fse.first_violation["index"] == idx["resurrect"]
+    assert fse.figures["transitions"] == {"CANCELED->OPEN": 1}
+    left = res["nothing_open_after_shutdown"]
+    assert left.held is False and left.figures["open_at_end"] == 1 and left.figures["open_at_shutdown_done"] == 1
+    assert left.first_violation["index"] == idx["placed"]
+    assert res["orders_closed"].figures["unclosed"] == 1
+    assert res["phantom_open"].held is True
+    # the timeline marks the violating record
+    assert any(line.startswith(">>") and "CANCELED" in line for line in fc.timeline)
+    assert "false_cancels FAILED" in fc.message
+
+
+def test_final_state_exit_is_hard_by_default_and_can_be_switched_off():
+    tr, _ = naive_race()
+    assert run(tr)["final_state_exit"].held is False
+    assert run(tr, thresholds={"final_state_exit": False})["final_state_exit"].held is None
+    assert run(tr, thresholds={"final_state_exits": 1})["final_state_exit"].held is True
+
+
+def test_cancel_confirmed_within_grace_is_not_false():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.status(5, "o1", "c1", "Placed")
+    tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    tr.client(1000, "c1", "OPEN", "CANCELED", where="cached", eid="o1")  # believed before the exchange
+    tr.status(1500, "o1", "c1", "Cancelled")  # ... which confirms within grace
+    tr.meta(6000, "RUN_END")
+    res = run(tr, thresholds={"false_cancels": 0, "orphans": 0})
+    assert res["false_cancels"].held is True and res["orphans"].held is True
+
+
+def test_lost_order_is_tracked_not_false_cancelled():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.status(5, "o1", "c1", "Placed")
+    tr.client(100, "c1", "PENDING_CREATE", "FAILED", where="lost", reason="not found x4")
+    tr.meta(6000, "RUN_END")
+    res = run(tr, thresholds={"false_cancels": 0, "orphans_at_end": 0})
+    assert res["false_cancels"].held is True
+    assert res["false_cancels"].figures["lost_while_open"] == 1
+    assert res["orphans"].held is True  # still in the lost set: the connector keeps cancelling it
+
+
+def test_order_unknown_to_client_is_an_orphan():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.status(5, "o1", "c1", "Placed")
+    tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    stray = tr.status(20, "o2", "x9", "Placed")
+    res = run(tr, thresholds={"orphans": 0})
+    assert res["orphans"].figures == {"orphans": 1, "unknown_to_client": 1, "order_ids": ["o2"]}
+    assert res["orphans"].first_violation["index"] == stray
+
+
+# --- max_open_orders ----------------------------------------------------------------------
+
+
+def test_max_open_orders_violation_names_the_third_open_order():
+    tr = Trace()
+    tr.status(0, "o1", "c1", "Placed")
+    tr.status(1, "o2", "c2", "Placed")
+    tr.status(1200, "o1", "c1", "Cancelled")
+    tr.status(1300, "o3", "c3", "Placed")
+    third = tr.status(1400, "o4", "c4", "Placed")  # o2 never cancelled: 3 open
+    tr.status(1500, "o5", "c5", "Placed")
+    tr.meta(3500, "RUN_END")
+    r = run(tr, thresholds={"max_open_orders": 2})["max_open_orders"]
+    assert r.held is False
+    assert r.first_violation["index"] == third
+    assert r.figures["peak"] == 4 and r.figures["final"] == 4
+    assert r.figures["per_cycle_max"] == [2, 4, 4, 4]
+    assert r.figures["cycles_above_limit"] == 3
+    assert any(line.startswith(">>") and "o4" in line for line in r.timeline)
+
+
+def test_max_open_orders_slack_allows_short_excursions_only():
+    def trace(overlap_ms):
+        tr = Trace()
+        tr.status(0, "o1", "c1", "Placed")
+        tr.status(0, "o2", "c2", "Placed")
+        start = tr.status(1000, "o3", "c3", "Placed")
+        tr.status(1000 + overlap_ms, "o1", "c1", "Cancelled")
+        tr.meta(6000, "RUN_END")
+        return tr, start
+
+    tr, _ = trace(500)
+    assert run(tr, slack=1, thresholds={"max_open_orders": 2})["max_open_orders"].held is True
+    assert run(tr, thresholds={"max_open_orders": 2})["max_open_orders"].held is False
+    tr, start = trace(2500)  # above the limit for longer than grace_s = 2
+    r = run(tr, slack=1, thresholds={"max_open_orders": 2})["max_open_orders"]
+    assert r.held is False and r.first_violation["index"] == start
+    assert "longer than" in r.first_violation["what"]
+
+
+def test_max_open_orders_slack_exceeded_fails_at_once():
+    tr = Trace()
+    for k in range(3):
+        tr.status(k, f"o{k}", f"c{k}", "Placed")
+    fourth = tr.status(3, "o3", "c3", "Placed")
+    tr.status(4, "o3", "c3", "Cancelled")
+    r = run(tr, slack=1, thresholds={"max_open_orders": 2})["max_open_orders"]
+    assert r.held is False and r.first_violation["index"] == fourth
+
+
+def test_max_open_orders_without_threshold_reports_only():
+    tr = Trace()
+    for k in range(3):
+        tr.status(k, f"o{k}", f"c{k}", "Placed")
+    r = run(tr)["max_open_orders"]
+    assert r.held is None and r.figures["peak"] == 3 and r.figures["limit"] == 2
+    assert r.first_violation is not None  # named for information
+
+
+def test_other_accounts_are_ignored():
+    tr = Trace()
+    tr.status(0, "o1", "c1", "Placed")
+    tr.status(1, "o2", "c2", "Placed")
+    tr.status(2, "m1", "mm-1", "Placed", account="market-maker")
+    r = run(tr, thresholds={"max_open_orders": 2})
+    assert r["max_open_orders"].held is True and r["nothing_open_after_shutdown"].figures["open_at_end"] == 2
+
+
+# --- duplicates ---------------------------------------------------------------------------
+
+
+def test_duplicate_orders_accepted_and_failed_attempts():
+    tr = Trace()
+    tr.status(0, "o1", "c1", "Placed")
+    dup = tr.status(10, "o2", "c1", "Placed")  # accepted although c1 is live
+    tr.failed(20, "o3", "c1", "Duplicate customer order id's are not allowed")
+    tr.status(30, "o1", "c1", "Cancelled")
+    tr.status(40, "o4", "c1", "Placed")  # o2 still live with c1: another duplicate
+    r = run(tr)["duplicate_orders"]
+    assert r.held is False
+    assert r.figures["duplicates"] == 2 and r.figures["failed_duplicate_attempts"] == 1
+    assert r.first_violation["index"] == dup
+
+
+def test_failed_duplicate_attempt_alone_holds():
+    tr = Trace()
+    tr.status(0, "o1", "c1", "Placed")
+    tr.failed(20, "o3", "c1", "Duplicate customer order id's are not allowed")
+    tr.status(30, "o1", "c1", "Cancelled")
+    tr.status(40, "o5", "c1", "Placed")  # reuse after the first closed: allowed by VALR
+    r = run(tr)["duplicate_orders"]
+    assert r.held is True and r.figures == {
+        "duplicates": 0,
+        "failed_duplicate_attempts": 1,
+        "cids": [],
+        "source": "events",
+    }
+
+
+# --- shutdown / closed --------------------------------------------------------------------
+
+
+def test_shutdown_leaves_order_open_then_cancel_on_disconnect_cleans_up():
+    tr = Trace()
+    tr.status(0, "o1", "c1", "Placed")
+    placed = tr.status(1, "o2", "c2", "Placed")
+    tr.meta(100, "SHUTDOWN_BEGIN")
+    tr.status(150, "o1", "c1", "Cancelled")
+    done = tr.meta(200, "SHUTDOWN_DONE")
+    r = run(tr, thresholds={"nothing_open_after_shutdown": True})["nothing_open_after_shutdown"]
+    assert r.held is False and r.figures["open_at_end"] == 1 and r.first_violation["index"] == placed
+    # cancel-on-disconnect after SHUTDOWN_DONE: judged on the end state
+    tr.status(300, "o2", "c2", "Cancelled")
+    r = run(tr, thresholds={"open_after_shutdown": 0})["nothing_open_after_shutdown"]
+    assert r.held is True and r.figures["open_at_shutdown_done"] == 1
+    assert done  # the meta record exists
+
+
+def test_no_shutdown_record_judges_the_last_record():
+    tr = Trace()
+    tr.status(0, "o1", "c1", "Placed")
+    r = run(tr, thresholds={"nothing_open_after_shutdown": True})["nothing_open_after_shutdown"]
+    assert r.held is False and "no SHUTDOWN_DONE" in r.first_violation["what"]
+
+
+def test_orders_closed_age_limit():
+    tr = Trace()
+    tr.status(0, "o1", "c1", "Placed")
+    tr.status(500, "o1", "c1", "Cancelled")
+    old = tr.status(1000, "o2", "c2", "Placed")
+    tr.status(6000, "o2", "c2", "Cancelled")
+    r = run(tr, thresholds={"orders_closed": True, "max_order_age_cycles": 3})["orders_closed"]
+    assert r.figures["unclosed"] == 0 and r.figures["max_open_cycles"] == 5.0
+    assert r.held is False and r.first_violation["index"] == old
+    assert run(tr, thresholds={"orders_closed": True})["orders_closed"].held is True
+
+
+# --- phantom open ------------------------------------------------------------------------
+
+
+def test_phantom_open_when_the_exchange_never_had_the_order():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    believed = tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")  # ack, but o1 failed
+    tr.status(11, "o1", "c1", "Failed")
+    tr.meta(5000, "RUN_END")
+    r = run(tr, thresholds={"phantom_open": 0})["phantom_open"]
+    assert r.held is False and r.first_violation["index"] == believed
+
+
+def test_phantom_open_starts_when_the_exchange_closes_it():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.status(5, "o1", "c1", "Placed")
+    tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    gone = tr.status(1000, "o1", "c1", "Cancelled")  # the client never hears of it
+    tr.meta(4000, "RUN_END")
+    r = run(tr, thresholds={"phantom_open": 0})["phantom_open"]
+    assert r.held is False and r.first_violation["index"] == gone
+    # caught up within grace: fine
+    tr2 = Trace()
+    tr2.client(0, "c1", None, "PENDING_CREATE")
+    tr2.status(5, "o1", "c1", "Placed")
+    tr2.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    tr2.status(1000, "o1", "c1", "Cancelled")
+    tr2.client(1100, "c1", "OPEN", "CANCELED", where="cached", eid="o1")
+    tr2.meta(4000, "RUN_END")
+    assert run(tr2, thresholds={"phantom_open": 0})["phantom_open"].held is True
+
+
+def test_resurrected_order_in_the_cache_is_not_a_phantom():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.client(2, "c1", "PENDING_CREATE", "CANCELED", where="cached")
+    tr.status(3, "o1", "c1", "Placed")
+    tr.client(4, "c1", "CANCELED", "OPEN", where="cached", eid="o1")
+    tr.status(1000, "o1", "c1", "Filled")  # the client never looks at cached orders again
+    tr.meta(5000, "RUN_END")
+    res = run(tr, thresholds={"phantom_open": 0, "final_state_exit": 0})
+    assert res["phantom_open"].held is True and res["final_state_exit"].held is False
+
+
+# --- latency checks ----------------------------------------------------------------------
+
+
+def test_place_resolves_late_and_unresolved():
+    tr = Trace()
+    for k in range(3):
+        tr.client(k, f"c{k}", None, "PENDING_CREATE")
+        tr.client(k + 20, f"c{k}", "PENDING_CREATE", "OPEN")
+    slow = tr.client(100, "slow", None, "PENDING_CREATE")
+    stuck = tr.client(50, "stuck", None, "PENDING_CREATE")  # earlier deadline than "slow"
+    tr.client(6000, "slow", "PENDING_CREATE", "OPEN")
+    tr.client(9000, "young", None, "PENDING_CREATE")  # pending at the end, not yet late
+    tr.meta(9500, "RUN_END")
+    r = run(tr, thresholds={"place_resolves": True})["place_resolves"]
+    assert r.held is False
+    assert r.figures["late_or_unresolved"] == 2 and r.figures["pending_at_end"] == 1
+    assert r.first_violation["index"] == stuck
+    assert r.figures["p50_ms"] == 20.0 and r.figures["max_ms"] == 5900.0
+    assert slow != stuck
+    r = run(tr, thresholds={"place_p99_ms": 100})["place_resolves"]
+    assert r.held is False and "p99_ms" in r.message
+
+
+def test_cancel_resolves_from_strategy_and_wire_requests():
+    tr = Trace()
+    lifecycle(tr, 0, "c1", "o1", cancel_ms=40)
+    tr.client(2000, "c2", None, "PENDING_CREATE")
+    tr.status(2005, "o2", "c2", "Placed")
+    tr.client(2010, "c2", "PENDING_CREATE", "OPEN", eid="o2")
+    req = tr.add(3000, "account-1", "out", "ws", "CANCEL_LIMIT_ORDER", {"type": "CANCEL_LIMIT_ORDER", "payload": {"orderId": "o2", "pair": "BTCZAR"}})
+    tr.meta(9000, "RUN_END")
+    r = run(tr, thresholds={"cancel_resolves": True})["cancel_resolves"]
+    assert r.held is False and r.first_violation["index"] == req
+    assert r.figures["p50_ms"] == 40.0 and r.figures["late_or_unresolved"] == 1
+    assert "never resolved" in r.first_violation["what"]
+
+
+# --- requote -------------------------------------------------------------------------------
+
+
+def test_requote_stall_is_flagged_but_not_at_shutdown():
+    tr = Trace()
+    tr.strat(1000, "CREATE", "b1")
+    tr.strat(1000, "CREATE", "s1")
+    first_cancel = tr.strat(2000, "CANCEL", "b1")
+    tr.strat(2000, "CANCEL", "s1")
+    tr.meta(8000, "SHUTDOWN_BEGIN")
+    tr.client(8000, "b1", "OPEN", "CANCELED", where="cached")
+    r = run(tr, thresholds={"requote": True})["requote"]
+    assert r.held is False and r.first_violation["index"] == first_cancel
+    assert r.figures["cancel_sets"] == 1
+    tr2 = Trace()
+    tr2.strat(1000, "CREATE", "b1")
+    tr2.strat(6000, "CANCEL", "b1")
+    tr2.meta(7000, "SHUTDOWN_BEGIN")
+    tr2.client(7000, "b1", "OPEN", "CANCELED", where="cached")
+    assert run(tr2, thresholds={"requote": True})["requote"].held is True
+
+
+def test_requote_exempts_a_cycle_with_a_fill():
+    tr = Trace()
+    tr.strat(1000, "CREATE", "b1")
+    tr.strat(1000, "CREATE", "s1")
+    tr.client(1500, "s1", "OPEN", "FILLED", where="cached")  # PMM now waits filled_order_delay
+    tr.strat(2000, "CANCEL", "b1")
+    tr.client(2010, "b1", "OPEN", "CANCELED", where="cached")
+    tr.meta(9000, "SHUTDOWN_BEGIN")
+    r = run(tr, thresholds={"requote": True})["requote"]
+    assert r.held is True and r.figures["exempt_after_fill"] == 1
+
+
+def test_requote_skipped_without_strategy_records():
+    tr = Trace()
+    tr.status(0, "o1", "c1", "Placed")
+    r = run(tr, thresholds={"requote": True})["requote"]
+    assert r.held is None and "no strategy records" in r.message
+
+
+# --- sources, inputs, timelines -------------------------------------------------------------
+
+
+def test_wire_fallback_uses_snapshots_and_status_updates():
+    tr = Trace()
+    tr.ws_in(0, "OPEN_ORDERS_UPDATE", [{"orderId": "o1", "customerOrderId": "c1"}, {"orderId": "o2", "customerOrderId": "c2"}])
+    over = tr.ws_in(100, "ORDER_STATUS_UPDATE", {"orderId": "o3", "customerOrderId": "c3", "orderStatusType": "Placed"})
+    tr.ws_in(200, "OPEN_ORDERS_UPDATE", [{"orderId": "o3", "customerOrderId": "c3"}])
+    res = run(tr, thresholds={"max_open_orders": 2, "nothing_open_after_shutdown": True})
+    r = res["max_open_orders"]
+    assert r.figures["source"] == "wire" and r.held is False and r.first_violation["index"] == over
+    assert res["nothing_open_after_shutdown"].figures["open_at_end"] == 1
+    assert res["false_cancels"].held is None and "no client" in res["false_cancels"].message
+
+
+def test_empty_trace_is_not_judged():
+    res = run(Trace())
+    assert all(r.held is None for r in res.values()) or res["duplicate_orders"].held is None
+
+
+@pytest.mark.parametrize(
+    "thresholds, fragment",
+    [
+        ({"max_open_order": 2}, "unknown key 'max_open_order'"),
+        ({"false_cancels": -1}, "false_cancels"),
+        ({"orphans_at_end": "none"}, "orphans_at_end"),
+        ({"place_p99_ms": True}, "place_p99_ms"),
+    ],
+)
+def test_bad_thresholds_name_the_key(thresholds, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        run_checks([], CheckSpec(thresholds=thresholds))
+
+
+def test_bad_records_name_the_index_and_field():
+    tr = healthy_run()
+    del tr.records[5]["t"]
+    with pytest.raises(ValueError, match=r"record 5: field 't'"):
+        run_checks(tr.records, CheckSpec())
+    tr = Trace()
+    tr.add(0, "client", "local", "client", "ORDER_STATE", {"to": "OPEN"})
+    with pytest.raises(ValueError, match=r"record 0 .*client_order_id"):
+        run_checks(tr.records, CheckSpec())
+    with pytest.raises(ValueError, match="grace_s"):
+        run_checks([], CheckSpec(grace_s=-1))
+
+
+def _noise(tr: Trace, t_ms, n):
+    for k in range(n):
+        tr.add(t_ms, "trade-1", "in", "ws", "AGGREGATED_ORDERBOOK_UPDATE", {"k": k})
+
+
+def test_timeline_window_and_same_order_records(monkeypatch):
+    monkeypatch.setitem(sys.modules, "replay.show", types.ModuleType("replay.show"))  # no show.timeline
+    tr = Trace()
+    early = tr.client(0, "c1", None, "PENDING_CREATE")
+    _noise(tr, 50, 20)
+    center = tr.status(100, "o1", "c1", "Placed")
+    _noise(tr, 150, 20)
+    late_far = tr.client(400, "c1", "PENDING_CREATE", "OPEN", eid="o1")  # beyond ±200 ms
+    lines = build_timeline(tr.records, center, {"c1", "o1"})
+    marked = [ln for ln in lines if ln.startswith(">>")]
+    assert len(marked) == 1 and f"{center:>6}" in marked[0]
+    window = lines[: lines.index("  ... same order within ±200 ms:")]
+    assert len(window) == 17
+    extras = lines[len(window) + 1 :]
+    assert len(extras) == 1 and "PENDING_CREATE" in extras[0] and f"{early:>6}" in extras[0]
+    assert not any(f"{late_far:>6} " in ln for ln in lines)
+
+
+def test_timeline_uses_show_when_available(monkeypatch):
+    mod = types.ModuleType("replay.show")
+    calls = []
+
+    def timeline(records, center_index, before, after):
+        calls.append((center_index, before, after))
+        return ["from show"]
+
+    mod.timeline = timeline
+    monkeypatch.setitem(sys.modules, "replay.show", mod)
+    tr, idx = naive_race()
+    r = run(tr, thresholds={"false_cancels": 0})["false_cancels"]
+    assert (idx["false"], 8, 8) in calls
+    assert r.timeline == ["from show"]
+
+
+def test_max_open_orders_true_means_the_configured_levels():
+    tr = Trace()
+    for k in range(3):
+        tr.status(k, f"o{k}", f"c{k}", "Placed")
+    assert run(tr, levels=4, thresholds={"max_open_orders": True})["max_open_orders"].held is True
+    assert run(tr, levels=2, thresholds={"max_open_orders": True})["max_open_orders"].held is False
+
+
+def test_in_memory_records_holding_event_objects():
+    from decimal import Decimal
+
+    from replay.exchange.events import OrderStatusChanged
+    from replay.exchange.model import OrderStatus, OrderType, OrderView, Side, TimeInForce
+
+    def view(oid, status):
+        return OrderView(oid, "demo", "BTCZAR", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, Decimal("1"),
+                         Decimal("1"), Decimal("1"), status, 0, 0, customer_order_id="c-" + oid)
+
+    tr = Trace()
+    for k, oid in enumerate(("a", "b", "c")):
+        tr.add(k, "exchange", "local", "event", "OrderStatusChanged", OrderStatusChanged(0, "demo", view(oid, OrderStatus.PLACED)))
+    tr.add(5, "exchange", "local", "event", "OrderStatusChanged", OrderStatusChanged(0, "demo", view("a", OrderStatus.CANCELLED)))
+    r = run(tr, thresholds={"max_open_orders": 2})["max_open_orders"]
+    assert r.figures["peak"] == 3 and r.figures["final"] == 2 and r.first_violation["index"] == 2
