@@ -1,0 +1,271 @@
+"""One scenario end to end: fake server, connector and quoting loop on one clock, then checks.
+
+A run uses a virtual-time event loop (``looptime``): the server, the connector and the
+strategy share the loop, and the loop's clock jumps forward whenever every task is
+waiting, so a 60 s scenario takes as long as its CPU work, and the same seed gives the
+same trace. Real sockets on 127.0.0.1 are used throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+from .capture import CaptureWriter, TraceRecorder
+from .checks import CheckResult, CheckSpec, run_checks
+from .clock import Clock
+from .config import config_from_dict, default_config
+from .connector.adapter import ServerUrls, load_connector
+from .scenario import Scenario
+from .schedule import DeliverySchedule
+from .server.app import FakeValr
+from .strategy import PureMarketMaking
+
+# Fixed epoch origin for simulated runs (2026-01-01T00:00:00Z), so timestamps in a trace
+# depend only on the scenario and the seed.
+SIMULATED_EPOCH_MS = 1_767_225_600_000
+READY_TIMEOUT_S = 30.0
+SHUTDOWN_TIMEOUT_S = 5.0
+SETTLE_S = 3.0
+
+
+class RunError(RuntimeError):
+    """The run could not be carried out (not: an invariant was violated)."""
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    policy: str
+    seed: int
+    checks: list[CheckResult]
+    expected_violations: list[str]
+    sim_seconds: float
+    wall_seconds: float
+    trace_path: Path | None
+    records: list[dict[str, Any]] = field(repr=False, default_factory=list)
+
+    @property
+    def violated(self) -> list[str]:
+        return [c.name for c in self.checks if c.held is False]
+
+    @property
+    def unexpected(self) -> list[str]:
+        """Checks whose outcome differs from the scenario's expectation for this policy."""
+        expected = set(self.expected_violations)
+        out = [name for name in self.violated if name not in expected]
+        out += [name for name in sorted(expected) if name not in self.violated]
+        return out
+
+    @property
+    def as_expected(self) -> bool:
+        return not self.unexpected
+
+    def figures(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for c in self.checks:
+            for k, v in c.figures.items():
+                merged.setdefault(k, v)
+        return merged
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.name,
+            "path": str(self.scenario.path),
+            "policy": self.policy,
+            "seed": self.seed,
+            "as_expected": self.as_expected,
+            "expected_violations": self.expected_violations,
+            "violated": self.violated,
+            "sim_seconds": self.sim_seconds,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "trace": str(self.trace_path) if self.trace_path else None,
+            "checks": [
+                {
+                    "name": c.name,
+                    "held": c.held,
+                    "figures": c.figures,
+                    "message": c.message,
+                    "first_violation": c.first_violation,
+                    "timeline": c.timeline,
+                }
+                for c in self.checks
+            ],
+        }
+
+
+def check_spec(scenario: Scenario) -> CheckSpec:
+    bot = scenario.bot
+    expect = dict(scenario.expect)
+
+    def seconds(key: str, default: float) -> float:
+        value = expect.pop(key, None)
+        return default if value is None else float(value)
+
+    return CheckSpec(
+        account=bot.account,
+        levels=2 * bot.order_levels,
+        slack=int(expect.pop("open_orders_slack", 0)),
+        grace_s=seconds("grace_s", 2.0),
+        place_resolve_s=seconds("place_resolve_s", 5.0),
+        cancel_resolve_s=seconds("cancel_resolve_s", 5.0),
+        refresh_s=bot.order_refresh_time_s,
+        requote_bound_s=seconds("requote_bound_s", 3.0),
+        thresholds=expect,
+    )
+
+
+def reproduce_command(scenario: Scenario, policy: str, seed: int) -> str:
+    return f"valr-replay run {scenario.path} --policy {policy} --seed {seed}"
+
+
+async def run_scenario_async(
+    scenario: Scenario,
+    policy: str | None = None,
+    seed: int | None = None,
+    *,
+    trace_path: str | Path | None = None,
+    on_progress: Callable[[float, float], None] | None = None,
+) -> RunResult:
+    """Run one scenario under ``policy`` on the running loop and check the trace."""
+    policy = policy or scenario.bot.policy
+    seed = scenario.seed if seed is None else seed
+    wall0 = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    clock = Clock(loop, epoch_origin_ms=SIMULATED_EPOCH_MS)
+    config = config_from_dict(scenario.exchange, str(scenario.path)) if scenario.exchange else default_config()
+    pair = scenario.bot.pair
+    writer = None
+    if trace_path is not None:
+        writer = CaptureWriter(
+            trace_path,
+            {
+                "source": "simulated",
+                "venue": "valr",
+                "upstream": None,
+                "pairs": [pair],
+                "scenario": scenario.name,
+                "policy": policy,
+                "seed": seed,
+            },
+        )
+    trace = TraceRecorder(clock, writer=writer)
+    schedule = DeliverySchedule.from_spec(scenario.latency, scenario.perturb, seed, start=clock.monotonic())
+    schedule.on_applied = lambda a: trace.record(
+        "run", "local", "meta", "PERTURBATION",
+        {"name": a.name, "conn": a.conn, "msg_type": a.msg_type, "at": a.now},
+    )
+    account = next((a for a in config.accounts if a.name == scenario.bot.account), None)
+    if account is None:
+        raise RunError(f"{scenario.path}: bot.account: no account named {scenario.bot.account!r} in the exchange config")
+
+    server = FakeValr(config, clock=clock, seed=seed, trace=trace, schedule=schedule)
+    connector = None
+    strategy_task: asyncio.Task | None = None
+    try:
+        await server.start("127.0.0.1", 0)
+        start = schedule.start
+        trace.record("run", "local", "meta", "RUN_START",
+                     {"scenario": scenario.name, "policy": policy, "seed": seed, "duration_s": scenario.duration_s})
+        connector = load_connector(
+            scenario.bot.connector, policy=policy, clock=clock, trace=trace, seed=seed, pairs=(pair,),
+            **scenario.bot.options,
+        )
+        await connector.start(
+            ServerUrls(server.rest_url, server.ws_account_url, server.ws_trade_url),
+            account.api_key,
+            account.api_secret,
+        )
+        deadline = clock.monotonic() + READY_TIMEOUT_S
+        while not connector.ready:
+            if clock.monotonic() > deadline:
+                raise RunError(f"connector {scenario.bot.connector!r} not ready after {READY_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.05)
+        strategy = PureMarketMaking(
+            connector,
+            pair,
+            bid_spread=scenario.bot.bid_spread,
+            ask_spread=scenario.bot.ask_spread,
+            order_amount=scenario.bot.order_amount,
+            order_levels=scenario.bot.order_levels,
+            order_refresh_time=scenario.bot.order_refresh_time_s,
+            filled_order_delay=scenario.bot.filled_order_delay_s,
+            trace=trace,
+        )
+        until = clock.monotonic() + scenario.duration_s
+        strategy_task = asyncio.ensure_future(strategy.run(until))
+        if on_progress is not None:
+            while not strategy_task.done():
+                on_progress(min(scenario.duration_s, clock.monotonic() - start), scenario.duration_s)
+                await asyncio.wait({strategy_task}, timeout=1.0)
+        await strategy_task
+        trace.record("run", "local", "meta", "SHUTDOWN_BEGIN", {})
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(connector.cancel_all(SHUTDOWN_TIMEOUT_S), SHUTDOWN_TIMEOUT_S + 1)
+        await asyncio.sleep(SETTLE_S)
+        trace.record("run", "local", "meta", "SHUTDOWN_DONE", {})
+        sim_seconds = clock.monotonic() - start
+    finally:
+        if strategy_task is not None and not strategy_task.done():
+            strategy_task.cancel()
+            with contextlib.suppress(BaseException):
+                await strategy_task
+        if connector is not None:
+            with contextlib.suppress(Exception):
+                await connector.stop()
+        await server.stop()
+        trace.record("run", "local", "meta", "RUN_END", {})
+        trace.close()
+
+    checks = run_checks(trace.records, check_spec(scenario))
+    return RunResult(
+        scenario=scenario,
+        policy=policy,
+        seed=seed,
+        checks=checks,
+        expected_violations=list(scenario.expected_violations.get(policy, [])),
+        sim_seconds=sim_seconds,
+        wall_seconds=time.perf_counter() - wall0,
+        trace_path=Path(trace_path) if trace_path else None,
+        records=trace.records,
+    )
+
+
+def new_loop(virtual: bool = True) -> asyncio.AbstractEventLoop:
+    if virtual:
+        import looptime
+
+        return looptime.new_event_loop(start=0.0)
+    return asyncio.new_event_loop()
+
+
+def run_scenario(
+    scenario: Scenario,
+    policy: str | None = None,
+    seed: int | None = None,
+    *,
+    trace_path: str | Path | None = None,
+    virtual: bool = True,
+    on_progress: Callable[[float, float], None] | None = None,
+) -> RunResult:
+    """Run a scenario in a fresh event loop (virtual time unless ``virtual=False``)."""
+    loop = new_loop(virtual)
+    try:
+        return loop.run_until_complete(
+            run_scenario_async(scenario, policy, seed, trace_path=trace_path, on_progress=on_progress)
+        )
+    finally:
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
