@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
-from replay.capture import CaptureWriter, dumps, scrubbed_names
+from replay.capture import CaptureWriter
 from replay.clock import Clock, iso_ms
 
 
@@ -128,8 +128,6 @@ class RecordSink:
         self.pairs_seen: set[str] = set()
         self._wall_ms = -1
         self._wall = ""
-        balances = bool(getattr(writer, "scrub_balances", False))
-        self._secret_names = tuple(n.lower() for n in scrubbed_names(balances=balances))
 
     def record(self, conn: str, dir: str, kind: str, type: str, data: Any) -> dict[str, Any]:
         clock = self.clock
@@ -155,27 +153,8 @@ class RecordSink:
         return rec
 
     def _write(self, rec: dict[str, Any]) -> None:
-        """``writer.write(rec)``, minus the scrubber's deep copy when it would change nothing.
-
-        The scrubber only replaces values under the names ``scrubbed_names()`` lists. When
-        none of those names occurs anywhere in the serialised record (case-insensitively),
-        ``scrub_record`` returns the record unchanged, so its line is written as it is: the
-        same bytes at a fraction of the cost (a book update is hundreds of small dicts).
-        Anything else goes through ``writer.write``, which scrubs.
-        """
-        writer = self.writer
-        assert writer is not None
-        try:
-            line = dumps(rec)
-        except (TypeError, ValueError):
-            writer.write(rec)
-            return
-        low = line.lower()
-        for name in self._secret_names:
-            if name in low:
-                writer.write(rec)
-                return
-        writer._write_line(line)  # nothing to scrub (see above)
+        assert self.writer is not None
+        self.writer.write(rec)  # the writer skips its scrubber's copy when nothing needs scrubbing
 
     def _note_pairs(self, data: dict[str, Any]) -> None:
         # Cheap look at the usual places a pair is named (no deep walk on the hot path).
