@@ -13,6 +13,10 @@ Conventions:
 
 from __future__ import annotations
 
+import inspect as _inspect
+
+from replay.decimals import exact as _exact
+
 import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any, Mapping
@@ -908,3 +912,11 @@ def message_type(msg: Any) -> str:
         if isinstance(t, str):
             return t
     return ""
+
+
+# Every public function formats and computes in the exact decimal context, whatever the
+# caller's (see replay/decimals.py: a client library may have lowered the precision).
+for _name, _func in list(globals().items()):
+    if not _name.startswith("_") and _inspect.isfunction(_func) and _func.__module__ == __name__:
+        globals()[_name] = _exact(_func)
+del _name, _func

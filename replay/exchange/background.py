@@ -21,6 +21,8 @@ on what the bot does.
 
 from __future__ import annotations
 
+from replay.decimals import exact_methods
+
 import random
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
@@ -41,6 +43,7 @@ def _to_tick(price: Decimal, tick: Decimal, rounding: str) -> Decimal:
     return (price / tick).to_integral_value(rounding=rounding) * tick
 
 
+@exact_methods
 class BackgroundMarket:
     def __init__(
         self,

@@ -12,6 +12,8 @@ the same seed and the same commands give the same ids and the same events.
 
 from __future__ import annotations
 
+from replay.decimals import exact_methods
+
 import random
 import re
 import uuid
@@ -167,6 +169,7 @@ def _has_more_decimals(q: Decimal, decimals: int) -> bool:
     return q.scaleb(decimals) % 1 != 0
 
 
+@exact_methods
 class Exchange:
     """A VALR-like spot exchange: books, balances, order lifecycle, price-time matching."""
 
