@@ -504,16 +504,7 @@ class Exchange:
             self._fail(ctx, order, reason)
             return
 
-        # Accepted: reserve, report, match.
-        self._remember(order)
-        order.reserved = reserve
-        ctx.move(cmd.account, spend_cur, -reserve, reserve)
-        ctx.add(OrderProcessed(ctx.ts, cmd.account, order.order_id, order.customer_order_id, True))
-        ctx.status(order)
-        for resting in self_hits:
-            self._cancel_order(ctx, resting, REASON_SELF_TRADE)
-        for maker, q in fills:
-            self._fill(ctx, order, maker, q, spec)
+        self._accept_and_match(ctx, order, spend_cur, reserve, self_hits, fills, spec, report_placed=True)
         if order.remaining_quantity > 0:
             if req.time_in_force is TimeInForce.GTC:
                 book.add(order, ctx.ts)
@@ -526,6 +517,21 @@ class Exchange:
                 ctx.status(order)
         elif fills:
             self._accounts[cmd.account].closed.append(order)
+
+    def _accept_and_match(self, ctx: _Ctx, order: Order, spend_cur: str, reserve: Decimal,
+                          self_hits: list[Order], fills: list[tuple[Order, Decimal]], spec: PairSpec,
+                          *, report_placed: bool) -> None:
+        """An order passed validation: reserve its funds, report it, clear self-trades, fill."""
+        self._remember(order)
+        order.reserved = reserve
+        ctx.move(order.account, spend_cur, -reserve, reserve)
+        ctx.add(OrderProcessed(ctx.ts, order.account, order.order_id, order.customer_order_id, True))
+        if report_placed:
+            ctx.status(order)
+        for resting in self_hits:
+            self._cancel_order(ctx, resting, REASON_SELF_TRADE)
+        for maker, q in fills:
+            self._fill(ctx, order, maker, q, spec)
 
     def _process_market(self, ctx: _Ctx, cmd: _Command) -> None:
         req: MarketRequest = cmd.req  # type: ignore[assignment]
@@ -570,15 +576,8 @@ class Exchange:
             self._fail(ctx, order, reason)
             return
 
-        self._remember(order)
-        order.reserved = reserve
-        ctx.move(cmd.account, spend_cur, -reserve, reserve)
         # [INF] No "Placed" status for a market order: it never rests.
-        ctx.add(OrderProcessed(ctx.ts, cmd.account, order.order_id, order.customer_order_id, True))
-        for resting in self_hits:
-            self._cancel_order(ctx, resting, REASON_SELF_TRADE)
-        for maker, q in fills:
-            self._fill(ctx, order, maker, q, spec)
+        self._accept_and_match(ctx, order, spend_cur, reserve, self_hits, fills, spec, report_placed=False)
         if order.remaining_quantity > 0:
             # Not enough liquidity for the whole amount: the remainder is cancelled. [INF]
             self._close(ctx, order, OrderStatus.CANCELLED)
