@@ -935,13 +935,23 @@ def _mismatch(
 
 
 def check_final_state_exit(ctx: _Ctx) -> CheckResult:
-    exits = [(i, r) for i, r in ctx.client.transitions if _data(r).get("from") in TERMINAL_CLIENT]
+    # A refused transition is traced with from == to (the order stayed final, the refused
+    # state is in "requested"): the guard did its job, so it is not an exit.
+    exits = [
+        (i, r)
+        for i, r in ctx.client.transitions
+        if _data(r).get("from") in TERMINAL_CLIENT and _data(r).get("to") != _data(r).get("from")
+    ]
     kinds: dict[str, int] = {}
     for _, r in exits:
         d = _data(r)
         k = f"{d.get('from')}->{d.get('to')}"
         kinds[k] = kinds.get(k, 0) + 1
-    figures = {"exits": len(exits), "transitions": kinds}
+    refused = sum(
+        1 for _, r in ctx.client.transitions
+        if _data(r).get("from") in TERMINAL_CLIENT and _data(r).get("to") == _data(r).get("from")
+    )
+    figures = {"exits": len(exits), "transitions": kinds, "refused": refused}
     violation = None
     if exits:
         i, r = exits[0]

@@ -17,6 +17,8 @@ from replay.capture import TraceRecorder
 from replay.clock import Clock
 from replay.config import ExchangeConfig, config_from_dict
 
+pytest_plugins = ["pytester"]
+
 MAKER_KEY = "a1" * 32
 MAKER_SECRET = "s1" * 32
 TAKER_KEY = "b2" * 32

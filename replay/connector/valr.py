@@ -188,6 +188,10 @@ class ValrConnector:
         self._pending: dict[str, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self._verifying: set[str] = set()
+        # client order id -> the order id a REST fallback's 202 handed out while the order's
+        # own id was still unknown. That id is provisional: if the WebSocket attempt did reach
+        # the exchange, the re-send is failed as a duplicate and the live order has another id.
+        self._provisional_ids: dict[str, str] = {}
         self._started = False
         self._stopping = False
 
@@ -538,7 +542,8 @@ class ValrConnector:
                 return
         if mtype == "ORDER_STATUS_UPDATE" and isinstance(data, dict):
             update = self._order_update_from_status(data, "ws:ORDER_STATUS_UPDATE", updatable_only=True)
-            if update is not None:
+            if update is not None and not (update.new_state is OrderState.FAILED
+                                           and self._defer_provisional_failure(update.client_order_id)):
                 self.tracker.process_order_update(update)
         elif mtype == "OPEN_ORDERS_UPDATE":
             orders = data if isinstance(data, list) else (data or {}).get("orders", []) if isinstance(data, dict) else []
@@ -561,14 +566,14 @@ class ValrConnector:
                 self.balances[str(cur)] = (_dec(data.get("available")), _dec(data.get("total")))
         elif mtype == "FAILED_ORDER" and isinstance(data, dict):
             order = self._lookup(data.get("customerOrderId"), data.get("orderId"), updatable_only=True)
-            if order is not None:
+            if order is not None and not self._defer_provisional_failure(order.client_order_id):
                 self.tracker.process_order_update(OrderUpdate(
                     order.pair, self._now(), OrderState.FAILED, order.client_order_id, data.get("orderId"),
                     reason="ws:FAILED_ORDER"))
         elif mtype == "ORDER_PROCESSED" and isinstance(data, dict):
             if data.get("success") is False:
                 order = self._lookup(data.get("customerOrderId"), data.get("orderId"), updatable_only=True)
-                if order is not None:
+                if order is not None and not self._defer_provisional_failure(order.client_order_id):
                     self.tracker.process_order_update(OrderUpdate(
                         order.pair, self._now(), OrderState.FAILED, order.client_order_id, data.get("orderId"),
                         reason="ws:ORDER_PROCESSED"))
@@ -580,6 +585,19 @@ class ValrConnector:
                 if order is not None:
                     self.tracker.process_order_not_found(order.client_order_id)
 
+    def _defer_provisional_failure(self, client_order_id: str | None) -> bool:
+        """A stream message failing an order whose id came from a REST fallback: the failed
+        order may be the duplicate re-send while the WebSocket attempt is live. Ask the
+        exchange by customerOrderId instead (it answers with the open order, if any) and
+        return True; the answer goes through the ordinary status path."""
+        order = self.tracker.fetch_tracked_order(client_order_id) if client_order_id else None
+        if order is None or self._provisional_ids.get(order.client_order_id) != order.exchange_order_id:
+            return False
+        if order.client_order_id not in self._verifying:
+            self._verifying.add(order.client_order_id)
+            self._spawn(self._verify_order(order.client_order_id), f"valr-verify-{order.client_order_id}")
+        return True
+
     def _order_update_from_status(self, data: dict[str, Any], reason: str, *,
                                   updatable_only: bool = False) -> OrderUpdate | None:
         status = data.get("orderStatusType") or data.get("status")
@@ -589,29 +607,40 @@ class ValrConnector:
             return None
         cid, ex_id = data.get("customerOrderId"), data.get("orderId")
         # Hummingbot looks stream updates up among active + lost orders only.
-        order = self._lookup(cid, ex_id, updatable_only=updatable_only)
+        order = self._lookup(cid, ex_id, updatable_only=updatable_only, live=state is not OrderState.FAILED)
         if order is None:
             return None
         if order.exchange_created_at is None:
             order.exchange_created_at = parse_valr_time(data.get("orderCreatedAt"))
         return OrderUpdate(order.pair, self._now(), state, order.client_order_id, ex_id or None, reason=reason)
 
-    def _lookup(self, cid: Any, ex_id: Any, *, updatable_only: bool = False) -> InFlightOrder | None:
+    def _lookup(self, cid: Any, ex_id: Any, *, updatable_only: bool = False, live: bool = False) -> InFlightOrder | None:
         """The tracked order a message is about. customerOrderId matches only if the
         message's orderId (when given) is the order's known exchange id: a second exchange
         order with the same customerOrderId (the REST-fallback duplicate, which VALR fails
-        asynchronously) must not be taken for ours."""
+        asynchronously) must not be taken for ours.
+
+        Except when the known id is provisional (taken from a REST fallback's 202 before any
+        other news) and the message shows the other order alive (``live``: a status other than
+        Failed, or a fill): then the fallback was the duplicate, and the order's id is corrected.
+        """
         orders = self.tracker.all_updatable_orders if updatable_only else self.tracker.all_fillable_orders
         order = orders.get(str(cid)) if cid else None
         if order is not None and ex_id and order.exchange_order_id and order.exchange_order_id != str(ex_id):
-            order = None
+            if live and self._provisional_ids.get(order.client_order_id) == order.exchange_order_id:
+                log.warning("order %s: the REST fallback %s was the duplicate; the live order is %s",
+                            order.client_order_id, order.exchange_order_id, ex_id)
+                del self._provisional_ids[order.client_order_id]
+                order.exchange_order_id = str(ex_id)
+            else:
+                order = None
         if order is None and ex_id:
             order = self.tracker._by_exchange_id(orders).get(str(ex_id))
         return order
 
     def _fill_from_trade(self, data: dict[str, Any], pair: str | None) -> None:
         trade_id = data.get("id") or data.get("tradeId")
-        order = self._lookup(data.get("customerOrderId"), data.get("orderId"))
+        order = self._lookup(data.get("customerOrderId"), data.get("orderId"), live=True)
         if not trade_id or order is None:
             return
         price, qty = _dec(data.get("price")), _dec(data.get("quantity"))
@@ -624,7 +653,7 @@ class ValrConnector:
         ttype = (data.get("transactionType") or {}).get("type", "")
         if ttype not in ("LIMIT_BUY", "LIMIT_SELL", "MARKET_BUY", "MARKET_SELL"):
             return
-        order = self._lookup(info.get("customerOrderId"), info.get("orderId"))
+        order = self._lookup(info.get("customerOrderId"), info.get("orderId"), live=True)
         if order is None or not data.get("id"):
             return
         price = _dec(info.get("costPerCoin"))
@@ -706,7 +735,10 @@ class ValrConnector:
                 return data.get("orderId") or data.get("id")
         status, body = await self._rest("POST", "/v1/orders/limit", payload)
         if status < 300:
-            return body.get("id") if isinstance(body, dict) else None
+            ex_id = body.get("id") if isinstance(body, dict) else None
+            if self.use_ws_orders and ex_id and order.exchange_order_id is None:
+                self._provisional_ids[order.client_order_id] = str(ex_id)
+            return ex_id
         if _is_duplicate(body):
             # The WS request did reach the exchange after all: find out what became of it.
             found = await self._request_status(order, by_customer_id=True)
@@ -773,7 +805,8 @@ class ValrConnector:
 
     # --- status queries -------------------------------------------------------------------------------
     async def _request_status(self, order: InFlightOrder, by_customer_id: bool = False) -> dict[str, Any]:
-        if order.exchange_order_id and not by_customer_id:
+        provisional = self._provisional_ids.get(order.client_order_id) == order.exchange_order_id
+        if order.exchange_order_id and not by_customer_id and not provisional:
             path = f"/v1/orders/{order.pair}/orderid/{order.exchange_order_id}"
         else:
             path = f"/v1/orders/{order.pair}/customerorderid/{order.client_order_id}"
