@@ -12,6 +12,8 @@ COMMANDS: dict[str, str] = {
     "show": "replay.show:show",
     "run": "replay.run_command:run",
     "record": "replay.record.command:record",
+    "replay": "replay.replay_command:replay",
+    "bench": "replay.bench_command:bench",
 }
 
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -131,8 +130,15 @@ async def run_scenario_async(
     *,
     trace_path: str | Path | None = None,
     on_progress: Callable[[float, float], None] | None = None,
+    on_divergence: str = "simulate",
+    record_proxy: str | Path | None = None,
 ) -> RunResult:
-    """Run one scenario under ``policy`` on the running loop and check the trace."""
+    """Run one scenario under ``policy`` on the running loop and check the trace.
+
+    A scenario whose ``[market]`` names a ``capture`` is served by a reactive playback of that
+    capture (replay/playback.py) instead of the simulated exchange; on a divergence the
+    simulated exchange takes over (``on_divergence="simulate"``) or the server closes the
+    client's connections (``"stop"``). Either way the trace has a ``DIVERGENCE`` meta record."""
     policy = policy or scenario.bot.policy
     seed = scenario.seed if seed is None else seed
     wall0 = time.perf_counter()
@@ -140,6 +146,17 @@ async def run_scenario_async(
     clock = Clock(loop, epoch_origin_ms=SIMULATED_EPOCH_MS)
     config = config_from_dict(scenario.exchange, str(scenario.path)) if scenario.exchange else default_config()
     pair = scenario.bot.pair
+    playback = None
+    capture_path = scenario.market.get("capture")
+    if capture_path:
+        from .capture import CaptureError
+        from .playback import Playback
+
+        resolved = scenario.resolve(capture_path)
+        try:
+            playback = Playback.from_file(resolved)
+        except (CaptureError, OSError) as exc:
+            raise RunError(f"{scenario.path}: market.capture: {exc}") from None
     writer = None
     if trace_path is not None:
         writer = CaptureWriter(
@@ -152,6 +169,7 @@ async def run_scenario_async(
                 "scenario": scenario.name,
                 "policy": policy,
                 "seed": seed,
+                **({"capture": str(capture_path)} if capture_path else {}),
             },
         )
     trace = TraceRecorder(clock, writer=writer)
@@ -164,12 +182,26 @@ async def run_scenario_async(
     if account is None:
         raise RunError(f"{scenario.path}: bot.account: no account named {scenario.bot.account!r} in the exchange config")
 
-    server = FakeValr(config, clock=clock, seed=seed, trace=trace, schedule=schedule)
+    server = FakeValr(config, clock=clock, seed=seed, trace=trace, schedule=schedule, playback=playback,
+                      on_divergence=on_divergence)
+    proxy = None
+    proxy_writer = None
     connector = None
     strategy_task: asyncio.Task | None = None
     try:
         await server.start("127.0.0.1", 0)
         start = schedule.start
+        urls = ServerUrls(server.rest_url, server.ws_account_url, server.ws_trade_url)
+        if record_proxy is not None:
+            from .record.proxy import RecordingProxy
+
+            proxy_writer = CaptureWriter(record_proxy, {
+                "created_at": clock.wall_iso(), "source": "proxy", "venue": "valr", "upstream": server.rest_url,
+                "pairs": [pair], "scenario": scenario.name, "policy": policy, "seed": seed,
+            })
+            proxy = RecordingProxy(server.rest_url, proxy_writer, clock=clock)
+            await proxy.start("127.0.0.1", 0)
+            urls = ServerUrls(proxy.rest_url, proxy.ws_account_url, proxy.ws_trade_url)
         trace.record("run", "local", "meta", "RUN_START",
                      {"scenario": scenario.name, "policy": policy, "seed": seed, "duration_s": scenario.duration_s})
         connector = load_connector(
@@ -177,7 +209,7 @@ async def run_scenario_async(
             **scenario.bot.options,
         )
         await connector.start(
-            ServerUrls(server.rest_url, server.ws_account_url, server.ws_trade_url),
+            urls,
             account.api_key,
             account.api_secret,
         )
@@ -218,7 +250,15 @@ async def run_scenario_async(
         if connector is not None:
             with contextlib.suppress(Exception):
                 await connector.stop()
+        if proxy is not None:
+            with contextlib.suppress(Exception):
+                await proxy.stop()
+        if proxy_writer is not None:
+            proxy_writer.close()
         await server.stop()
+        if playback is not None:
+            trace.record("run", "local", "meta", "PLAYBACK", {**playback.summary(),
+                                                               "diverged": server.divergence is not None})
         trace.record("run", "local", "meta", "RUN_END", {})
         trace.close()
 
@@ -252,12 +292,13 @@ def run_scenario(
     trace_path: str | Path | None = None,
     virtual: bool = True,
     on_progress: Callable[[float, float], None] | None = None,
+    **kwargs: Any,
 ) -> RunResult:
     """Run a scenario in a fresh event loop (virtual time unless ``virtual=False``)."""
     loop = new_loop(virtual)
     try:
         return loop.run_until_complete(
-            run_scenario_async(scenario, policy, seed, trace_path=trace_path, on_progress=on_progress)
+            run_scenario_async(scenario, policy, seed, trace_path=trace_path, on_progress=on_progress, **kwargs)
         )
     finally:
         try:

@@ -6,6 +6,13 @@ FIFO queue ``schedule.engine_delay(now, command)`` seconds later (the ack never 
 processing). Events are routed to the account and trade streams as wire messages; every
 outbound WebSocket message goes through ``schedule.push`` and ONE dispatcher task sends what
 ``schedule.pop_due`` releases, in order.
+
+Playback (``FakeValr(playback=Playback(...))``, ``valr-replay replay``): the capture answers
+instead of the exchange. The handlers hand each client request to the playback; what it
+releases is queued here (``release``) and the dispatcher pushes each message into the same
+delivery schedule at its release time (so scenario perturbations apply on top); market data is
+pulled from the playback as it falls due. On a divergence ``diverge`` either stops (closes the
+client connections) or hands over to the exchange (``handover``).
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import json
 import logging
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from aiohttp import web
+from sortedcontainers import SortedKeyList
 
 from replay import codec
 from replay.capture import TraceRecorder, dumps
@@ -32,9 +40,14 @@ from replay.schedule import DeliverySchedule
 
 from .ratelimit import DEFAULT_ROUTE_LIMITS, RateLimiter
 
+if TYPE_CHECKING:
+    from replay.playback import Playback
+
 
 #: the coarsest loop clock we run on (looptime's virtual time is in whole microseconds)
 CLOCK_RESOLUTION_S = 1e-6
+#: market messages a playback hands the dispatcher per turn (bounds memory at high --speed)
+MARKET_BATCH = 256
 log = logging.getLogger(__name__)
 
 FAKE: web.AppKey["FakeValr"] = web.AppKey("fake_valr")
@@ -111,7 +124,11 @@ class FakeValr:
         seed: int = 0,
         trace: TraceRecorder | None = None,
         schedule: DeliverySchedule | None = None,
+        playback: "Playback | None" = None,
+        on_divergence: str = "simulate",
     ):
+        if on_divergence not in ("stop", "simulate"):
+            raise ValueError(f"on_divergence: expected stop or simulate, got {on_divergence!r}")
         self.config = config if config is not None else default_config()
         self.clock = clock if clock is not None else Clock()
         self.seed = seed
@@ -158,6 +175,15 @@ class FakeValr:
         self._market_task: asyncio.Task | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        # Playback (replay/playback.py): while set, the capture answers the client; the
+        # simulated exchange takes over on a divergence when on_divergence is "simulate".
+        self.playback = playback
+        self.on_divergence = on_divergence
+        self.divergence: Any = None
+        self.diverged = asyncio.Event()
+        self._releases: SortedKeyList = SortedKeyList(key=lambda r: (r[0], r[1]))
+        self._release_seq = itertools.count()
+        self._closing: list[asyncio.Task] = []
         self.app = self._make_app()
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -201,6 +227,10 @@ class FakeValr:
         self.host = host
         self.port = int(addresses[0][1]) if addresses else port
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="valr-dispatcher")
+        if self.background is not None and self.playback is None:
+            self._start_background()
+
+    def _start_background(self) -> None:
         if self.background is not None:
             self.route(self.background.start(self.now_ms()) or [])
             interval = min(float(mp.step_interval_s) for mp in self.market_params.values())
@@ -258,6 +288,9 @@ class FakeValr:
         self.conns[conn.id] = conn
         self.schedule.connection_opened(self.now(), conn.id)
         self.record(conn.id, "local", "ws", "CONNECT", {"path": conn.path, "code": None, "account": conn.account})
+        if self.playback is not None:
+            self.release(self.playback.on_connect(self.now(), conn.kind))
+            self._wake.set()  # a trade connection may have started the market feed
 
     def unregister(self, conn: WsConn, code: int | None) -> None:
         if self.conns.pop(conn.id, None) is None:
@@ -292,7 +325,17 @@ class FakeValr:
             # One microsecond of tolerance: a virtual-time loop (looptime) keeps time in whole
             # microseconds, so a timer for t may fire at t rounded down; without it the loop
             # would wake, find nothing due and spin without time moving on.
-            due = self.schedule.pop_due(loop.time() + CLOCK_RESOLUTION_S)
+            horizon = loop.time() + CLOCK_RESOLUTION_S
+            if self.playback is not None:
+                # due now: straight to the trade connections (their order among themselves is kept)
+                market = self.playback.due_market(horizon, MARKET_BATCH)
+                if market:
+                    trade_conns = [c for c in self.conns.values() if c.kind == "trade" and not c.closed]
+                    for rel in market:
+                        for conn in trade_conns:
+                            self.send(conn, rel.message)
+            self._send_released(horizon)
+            due = self.schedule.pop_due(horizon)
             for delivery in due:
                 conn = self.conns.get(delivery.conn)
                 if conn is None or conn.closed:
@@ -316,12 +359,99 @@ class FakeValr:
                 self.record(conn.id, "in", "ws", delivery.msg_type, delivery.message)
             if due:
                 continue
-            next_at = self.schedule.next_at()
+            times = [self.schedule.next_at()]
+            if self._releases:
+                times.append(self._releases[0][0])
+            if self.playback is not None:
+                times.append(self.playback.next_market_at())
+            pending = [x for x in times if x is not None]
+            next_at = min(pending) if pending else None
             timeout = None if next_at is None else max(CLOCK_RESOLUTION_S, next_at - loop.time())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+    # --- playback ------------------------------------------------------------------------
+    def release(self, releases: Iterable[Any]) -> None:
+        """Queue playback releases (replay.playback.Release); the dispatcher sends each at its
+        time through the delivery schedule, in (time, order of release) order."""
+        added = False
+        for rel in releases:
+            self._releases.add((rel.at, next(self._release_seq), rel))
+            added = True
+        if added:
+            self._wake.set()
+
+    def _send_released(self, horizon: float) -> None:
+        while self._releases and self._releases[0][0] <= horizon:
+            _, _, rel = self._releases.pop(0)
+            if rel.target == "event":
+                self.record("exchange", "local", "event", rel.msg_type, rel.message)
+                continue
+            for conn in list(self.conns.values()):
+                if conn.kind == rel.target and not conn.closed:
+                    self.send(conn, rel.message)
+
+    def diverge(self, divergence: Any) -> bool:
+        """The live client left the capture. Records a ``DIVERGENCE`` meta record; then either
+        hands over to the simulated exchange (True: the caller handles the request normally)
+        or closes every client connection and sets ``diverged`` (False)."""
+        if self.divergence is None:
+            self.divergence = divergence
+            self.record("run", "local", "meta", "DIVERGENCE",
+                        {**divergence.to_dict(), "on_divergence": self.on_divergence})
+            log.warning("%s", divergence)
+        if self.on_divergence == "simulate":
+            self.handover()
+            return True
+        self.diverged.set()
+        for conn in list(self.conns.values()):
+            # [INF] 1011 "internal error": the replay cannot go on (VALR has no such case).
+            self._closing.append(self.spawn(self._close_ws(conn, 1011), name=f"close-{conn.id}"))
+        return False
+
+    async def closed_after_divergence(self) -> None:
+        """Wait until the connections a ``stop`` divergence closed are closed."""
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def handover(self) -> None:
+        """The simulated exchange takes over from the playback: it is given the orders the
+        replayed traffic left open (same order ids and customerOrderIds), then runs the
+        background market as ``serve`` would. Releases already due keep going out."""
+        playback, self.playback = self.playback, None
+        if playback is None:
+            return
+        from replay.exchange.model import LimitRequest, Side
+
+        account = self.config.accounts[0].name if self.config.accounts else "demo"
+        ts = self.now_ms()
+        # The capture may come from a fake server with this very seed: draw new order ids from
+        # another sequence so that none repeats a replayed one.
+        self.exchange._rng.seed(f"valr-replay handover {self.seed}")
+        self._start_background()
+        seeded = 0
+        for o in playback.open_orders(self.now()):
+            try:
+                side = Side(str(o.get("orderSide", "")).lower())
+                pair = str(o.get("currencyPair", "")).upper()
+                qty = Decimal(str(o.get("remainingQuantity") or o.get("originalQuantity")))
+                price = Decimal(str(o.get("originalPrice")))
+                req = LimitRequest(pair, side, qty, price, post_only=False,
+                                   customer_order_id=o.get("customerOrderId"))
+                self.exchange._enqueue(ts, "limit", account, req, str(o["orderId"]))
+                events = self.exchange.process_all(ts)
+            except Exception:  # one unusable order must not stop the handover
+                log.exception("handover: cannot seed order %r", o)
+                continue
+            seeded += 1
+            for event in events:  # the truth for the trace; the client already knows these orders
+                if isinstance(event, ACCOUNT_EVENTS) and event.account in self._traced_accounts:
+                    self.record("exchange", "local", "event", type(event).__name__, plain(event))
+        self.record("run", "local", "meta", "HANDOVER", {"seeded_orders": seeded, **playback.summary()})
+        for pair in self.exchange.pairs:
+            self.publish_book(pair)
 
     # --- commands and events -------------------------------------------------------------
     def submit(self, command: str, account: str, request: Any, conn_id: str) -> Submitted:

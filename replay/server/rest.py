@@ -112,7 +112,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             fault.status, dict(fault.headers))
     else:
         try:
-            response = await _checked(request, handler, fake, route)
+            response = await _checked(request, _played(handler) if fake.playback is not None else handler,
+                                      fake, route)
         except ApiError as exc:
             response = _error_response(exc.status, exc.code, exc.message, exc.headers)
         except web.HTTPException as exc:  # aiohttp's own 404 / 405
@@ -128,6 +129,59 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         "status": response.status, "headers": dict(response.headers), "body": _parsed_body(body or ""),
     })
     return response
+
+
+def _played(handler: Handler) -> Handler:
+    """Playback mode: the capture answers (GETs from the recorded responses, order calls
+    matched against the recorded requests); on a divergence or an unrecorded GET, ``handler``
+    (the simulated exchange) answers after a handover, else a 500 naming the divergence."""
+
+    async def play(request: web.Request) -> web.StreamResponse:
+        from replay.playback import Diverged, Divergence
+
+        fake = _fake(request)
+        playback = fake.playback
+        if playback is None:  # handed over meanwhile
+            return await handler(request)
+        now = fake.now()
+        method = request.method.upper()
+        reply = None
+        try:
+            if method in ("GET", "HEAD"):
+                reply = playback.answer_get(now, method, request.path)
+                if reply is None:
+                    came = {"type": f"{method} {request.path}", "path": request.path}
+                    playback.divergence = Divergence(now, "the capture has no response for this GET", came,
+                                                     None, None, playback.matched)
+                    raise Diverged(playback.divergence)
+            else:
+                releases = playback.on_request(now, "rest", {
+                    "method": method, "path": request.path, "query": request.query_string,
+                    "body": request[JSON]})
+                reply = next((r for r in releases if r.target == "rest"), None)
+                fake.release(r for r in releases if r.target != "rest")
+        except Diverged as exc:
+            if fake.diverge(exc.divergence):
+                return await handler(request)
+            raise ApiError(500, -1, f"replay divergence: {exc.divergence.reason}")
+        if reply is None:  # the recording lost this request's response
+            raise ApiError(500, -1, "replay: the capture has no response to this request")
+        placed = (reply.message or {}).get("body") if isinstance(reply.message, dict) else None
+        if method == "POST" and isinstance(placed, dict) and isinstance(placed.get("id"), str):
+            if hasattr(fake.schedule, "note_order"):  # REST placements count for bot-order predicates
+                fake.schedule.note_order(now, placed["id"])
+        wait = reply.at - fake.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        data = reply.message if isinstance(reply.message, dict) else {}
+        status = int(data.get("status") or 200)
+        body = data.get("body")
+        if body is None or body == "":
+            return web.Response(status=status, body=b"", content_type="application/json")
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        return web.Response(status=status, text=text, content_type="application/json")
+
+    return play
 
 
 def _route_of(request: web.Request) -> str:

@@ -103,7 +103,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
 def _authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
     conn.account = auth.account
     conn.api_key = auth.api_key
-    fake.send(conn, codec.authenticated_message())
+    if fake.playback is None:  # in playback the capture's own AUTHENTICATED is released
+        fake.send(conn, codec.authenticated_message())
 
 
 def _reply(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
@@ -128,6 +129,8 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
     client_msg_id = message.get("clientMsgId")
     if not isinstance(type_, str):
         _reply(fake, conn, codec.ws_error("type: a string is required"), client_msg_id)
+        return
+    if fake.playback is not None and _played(fake, conn, message):
         return
     if type_ == "PING":
         _reply(fake, conn, codec.pong_message(), client_msg_id)
@@ -165,6 +168,26 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
         _command(fake, conn, type_, message, client_msg_id)
         return
     _reply(fake, conn, codec.ws_error(f"Unknown message type: {type_}"), client_msg_id)
+
+
+def _played(fake: "FakeValr", conn: "WsConn", message: dict[str, Any]) -> bool:
+    """Playback mode: the capture answers. False when a divergence handed over to the simulated
+    exchange (the caller then handles the frame as ``serve`` would)."""
+    from replay.playback import Diverged
+
+    if message.get("type") == "AUTHENTICATE":
+        # Verify as VALR would (the account must be known after a handover); the reply is the
+        # capture's.
+        verdict = check_payload_auth(message.get("payload"), PATH, secrets_by_key=fake.secrets_by_key,
+                                     now_ms=fake.now_ms(), window_ms=fake.timestamp_window_ms,
+                                     subaccounts=fake.subaccounts)
+        if isinstance(verdict, AuthOk):
+            conn.account, conn.api_key = verdict.account, verdict.api_key
+    try:
+        fake.release(fake.playback.on_request(fake.now(), "account", message))  # type: ignore[union-attr]
+    except Diverged as exc:
+        return not fake.diverge(exc.divergence)
+    return True
 
 
 def _command(fake: "FakeValr", conn: "WsConn", type_: str, message: dict[str, Any], client_msg_id: Any) -> None:

@@ -52,7 +52,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if auth is not None:
         conn.account = auth.account
         conn.api_key = auth.api_key
-        fake.send(conn, codec.authenticated_message())
+        if fake.playback is None:  # in playback the capture's market feed carries it
+            fake.send(conn, codec.authenticated_message())
     try:
         while True:
             try:
@@ -143,6 +144,8 @@ def _subscribe(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client
             conn.subscriptions.pop(event, None)  # "pairs": [] unsubscribes [C-off]
         else:
             conn.subscriptions[event] = pairs
+    if fake.playback is not None:
+        return  # playback: the recorded feed carries SUBSCRIBED and the market data
     _reply(fake, conn, codec.subscribed_message(subs), client_msg_id)
     # Then the current state at once, so a new subscriber need not wait for a change.
     for event, pairs in changes:

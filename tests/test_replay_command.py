@@ -1,0 +1,92 @@
+"""`valr-replay replay` as a subprocess: the JSON line, replayed replies, a divergence, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+from click.testing import CliRunner
+
+from replay.auth import auth_headers
+from replay.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURE = ROOT / "captures" / "reference_session.jsonl"
+WAIT = 20.0
+
+
+async def _spawn(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "replay", "replay", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_replay_serves_the_capture_and_exits_1_on_divergence(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    proc = await _spawn(str(CAPTURE), "--speed", "10", "--trace", str(trace), "--on-divergence", "stop")
+    try:
+        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), WAIT))
+        assert set(info) == {"rest_url", "ws_account_url", "ws_trade_url", "api_key", "api_secret", "seed"}
+        assert info["rest_url"].startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(info["rest_url"] + "/v1/public/pairs") as resp:
+                assert resp.status == 200 and "BTCZAR" in {p["symbol"] for p in await resp.json()}
+            headers = auth_headers(info["api_key"], info["api_secret"], "GET", "/ws/account")
+            ws = await session.ws_connect(info["ws_account_url"], headers=headers)
+            first = await asyncio.wait_for(ws.receive(), WAIT)
+            assert json.loads(first.data)["type"] == "AUTHENTICATED"
+            await ws.send_str(json.dumps({"type": "CANCEL_LIMIT_ORDER", "clientMsgId": "x",
+                                          "payload": {"pair": "BTCZAR", "customerOrderId": "NOPE"}}))
+            msg = await asyncio.wait_for(ws.receive(), WAIT)
+            while msg.type == aiohttp.WSMsgType.TEXT:
+                msg = await asyncio.wait_for(ws.receive(), WAIT)
+            assert ws.close_code == 1011
+        _out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+        assert proc.returncode == 1, err.decode()
+        text = err.decode()
+        assert "expected: PLACE_LIMIT_ORDER" in text and "came:     CANCEL_LIMIT_ORDER" in text
+    finally:
+        await _kill(proc)
+    records = [json.loads(x) for x in trace.read_text().splitlines()[1:]]
+    div = [r for r in records if r["kind"] == "meta" and r["type"] == "DIVERGENCE"]
+    assert len(div) == 1 and div[0]["data"]["came"]["customerOrderId"] == "NOPE"
+    assert any(r["kind"] == "rest" and r["type"] == "GET /v1/public/pairs" and r["dir"] == "in" for r in records)
+
+
+async def test_replay_stops_on_sigint_with_exit_0():
+    proc = await _spawn(str(CAPTURE), "--seed", "3")
+    try:
+        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), WAIT))
+        assert info["seed"] == 3
+        proc.send_signal(signal.SIGINT)
+        _out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+        assert proc.returncode == 0, err.decode()
+        assert b"replaying" in err
+    finally:
+        await _kill(proc)
+
+
+def test_bad_input_exits_2_naming_it(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["replay", str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code == 2 and "nope.jsonl" in missing.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format": "something-else"}\n')
+    header = runner.invoke(main, ["replay", str(bad)])
+    assert header.exit_code == 2 and "bad.jsonl: line 1" in header.output
+    speed = runner.invoke(main, ["replay", str(CAPTURE), "--speed", "0"])
+    assert speed.exit_code == 2 and "--speed" in speed.output
+    scen = tmp_path / "s.toml"
+    scen.write_text("[bot]\npolicy = 'yolo'\n")
+    sc = runner.invoke(main, ["replay", str(CAPTURE), "--scenario", str(scen)])
+    assert sc.exit_code == 2 and "s.toml: bot.policy" in sc.output
