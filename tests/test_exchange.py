@@ -531,3 +531,18 @@ def test_book_and_summary_queries():
     assert set(ex.accounts) == {"bot", "mm"}
     with pytest.raises(ExchangeError):
         ex.book("NOPE")
+
+
+def test_adopt_limit_keeps_the_given_id_and_leaves_the_queue_alone():
+    ex = Exchange([BTCZAR], seed=3)
+    ex.open_account("a", {"ZAR": D("100000"), "BTC": D("1")})
+    queued = ex.submit_limit(0, "a", LimitRequest("BTCZAR", Side.BUY, D("0.001"), D("900000")))
+    events = ex.adopt_limit(1, "a", LimitRequest("BTCZAR", Side.SELL, D("0.001"), D("1100000"),
+                                                 customer_order_id="carried-1"), "recorded-id-1")
+    assert ex.pending == 1  # the queued placement was not processed along the way
+    assert any(isinstance(e, OrderStatusChanged) and e.order.order_id == "recorded-id-1" for e in events)
+    assert ex.find_order("a", order_id="recorded-id-1").customer_order_id == "carried-1"
+    with pytest.raises(ExchangeError):
+        ex.adopt_limit(2, "a", LimitRequest("BTCZAR", Side.SELL, D("0.001"), D("1100000")), "recorded-id-1")
+    with pytest.raises(ExchangeError):  # an id still waiting in the queue
+        ex.adopt_limit(2, "a", LimitRequest("BTCZAR", Side.SELL, D("0.001"), D("1100000")), queued.order_id)

@@ -345,6 +345,25 @@ class Exchange:
             self._pending_orders.pop(cmd.order_id, None)
         return sub.order_id, self._run(ts_ms, cmd)
 
+    def adopt_limit(self, ts_ms: int, account: str, req: LimitRequest, order_id: str) -> list[Event]:
+        """Place a limit order under an id given from outside, at once (bypassing the queue).
+
+        For orders carried over into the simulation from elsewhere: a replayed capture's
+        open orders, when the simulated exchange takes over from a playback.
+        """
+        if order_id in self._pending_orders or any(order_id in a.orders for a in self._accounts.values()):
+            raise ExchangeError(ERR_CODE_INVALID, f"order id {order_id} is already in use", "orderId")
+        self.submit_limit(ts_ms, account, req)
+        cmd = self._queue.pop()  # the command just enqueued, under a fresh id: use the given one
+        self._pending_orders.pop(cmd.order_id, None)
+        cmd.order_id = order_id
+        return self._run(ts_ms, cmd)
+
+    def reseed_ids(self, seed: object) -> None:
+        """Draw order, trade and history ids from another sequence from now on (so that ids
+        adopted from a capture made with this exchange's seed cannot repeat)."""
+        self._rng.seed(seed)
+
     # conveniences
     def place_limit(self, ts_ms: int, account: str, req: LimitRequest) -> tuple[str, list[Event]]:
         sub = self.submit_limit(ts_ms, account, req)

@@ -429,7 +429,7 @@ class FakeValr:
         ts = self.now_ms()
         # The capture may come from a fake server with this very seed: draw new order ids from
         # another sequence so that none repeats a replayed one.
-        self.exchange._rng.seed(f"valr-replay handover {self.seed}")
+        self.exchange.reseed_ids(f"valr-replay handover {self.seed}")
         self._start_background()
         seeded = 0
         for o in playback.open_orders(self.now()):
@@ -440,8 +440,7 @@ class FakeValr:
                 price = Decimal(str(o.get("originalPrice")))
                 req = LimitRequest(pair, side, qty, price, post_only=False,
                                    customer_order_id=o.get("customerOrderId"))
-                self.exchange._enqueue(ts, "limit", account, req, str(o["orderId"]))
-                events = self.exchange.process_all(ts)
+                events = self.exchange.adopt_limit(ts, account, req, str(o["orderId"]))
             except Exception:  # one unusable order must not stop the handover
                 log.exception("handover: cannot seed order %r", o)
                 continue

@@ -9,26 +9,21 @@ Every reply goes through the delivery schedule and carries the request's ``clien
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from replay import codec
-from replay.auth import API_KEY_HEADER
 from replay.exchange.model import ExchangeError
 
-from .app import FAKE
-from .auth_check import AuthOk, check_payload_auth, check_signature, scrub_headers
+from .auth_check import AuthOk, check_payload_auth
+from .ws_common import parse_frame, reply, serve_socket
 
 if TYPE_CHECKING:
     from .app import FakeValr, WsConn
 
 log = logging.getLogger(__name__)
-
-CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's close frame
 
 PATH = "/ws/account"
 
@@ -40,64 +35,8 @@ COMMANDS = {
 }
 
 
-async def refuse(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
-
-
 async def handle(request: web.Request) -> web.StreamResponse:
-    fake: FakeValr = request.app[FAKE]
-    from .app import WsConn
-
-    auth: AuthOk | None = None
-    if request.headers.get(API_KEY_HEADER) is not None:
-        verdict = check_signature(request.headers, "GET", request.path_qs, b"",
-                                  secrets_by_key=fake.secrets_by_key, now_ms=fake.now_ms(),
-                                  window_ms=fake.timestamp_window_ms, subaccounts=fake.subaccounts)
-        if not isinstance(verdict, AuthOk):
-            conn_id = fake.next_conn_id("rest")
-            fake.record(conn_id, "out", "rest", f"GET {request.path}", {
-                "method": "GET", "path": request.path, "query": request.query_string,
-                "headers": scrub_headers(request.headers), "body": None})
-            fake.record(conn_id, "in", "rest", f"GET {request.path}",
-                        {"status": verdict.status, "headers": {}, "body": verdict.body()})
-            return await refuse(verdict.status, codec.error_json(verdict.code, verdict.message))
-        auth = verdict
-    ws = web.WebSocketResponse(autoping=True, max_msg_size=fake.max_frame_bytes, timeout=CLOSE_TIMEOUT_S)
-    await ws.prepare(request)
-    conn = WsConn(fake.next_conn_id("account"), "account", PATH, ws,
-                  account=auth.account if auth else None, api_key=auth.api_key if auth else None)
-    fake.register(conn)
-    if auth is not None:
-        _authenticated(fake, conn, auth)
-    close_code: int | None = None
-    try:
-        while True:
-            try:
-                msg = await ws.receive(timeout=fake.idle_timeout_s)
-            except asyncio.TimeoutError:
-                # Optional idle timeout [LOG-ish FORK: VALR closes with 1000 after ~30 s idle].
-                await ws.close(code=1000, message=b"idle timeout")
-                break
-            if msg.type == WSMsgType.TEXT:
-                try:
-                    handle_text(fake, conn, msg.data)
-                except Exception:  # a bug in the fake: report it, keep the connection
-                    log.exception("%s: handling a frame failed", conn.id)
-                    fake.send(conn, codec.ws_error("Internal server error"))
-            elif msg.type == WSMsgType.BINARY:
-                fake.record(conn.id, "out", "ws", "", {"raw": f"<binary frame, {len(msg.data)} bytes>"})
-                fake.send(conn, codec.ws_error("Binary frames are not supported; send JSON text"))
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                # An oversized frame (> max_frame_bytes) arrives as ERROR and aiohttp closes the
-                # connection with 1009, as VALR would drop it: we do not try to keep it up.
-                break
-    finally:
-        close_code = ws.close_code
-        if not ws.closed:
-            await ws.close()
-            close_code = ws.close_code
-        fake.unregister(conn, close_code)
-    return ws
+    return await serve_socket(request, "account", PATH, handle_text, _authenticated)
 
 
 def _authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
@@ -107,33 +46,19 @@ def _authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
         fake.send(conn, codec.authenticated_message())
 
 
-def _reply(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
-    if client_msg_id is not None and "clientMsgId" not in message:
-        message = {**message, "clientMsgId": client_msg_id}
-    fake.send(conn, message)
-
-
 def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
-    try:
-        message = json.loads(text)
-    except ValueError:
-        fake.record(conn.id, "out", "ws", "", {"raw": text[:2000]})
-        fake.send(conn, codec.ws_error("Invalid JSON payload", codec.INVALID_JSON))
-        return
-    if not isinstance(message, dict):
-        fake.record(conn.id, "out", "ws", "", {"raw": text[:2000]})
-        fake.send(conn, codec.ws_error("A message must be a JSON object with a type"))
+    message = parse_frame(fake, conn, text)
+    if message is None:
         return
     type_ = message.get("type")
-    fake.record(conn.id, "out", "ws", codec.message_type(message), message)
     client_msg_id = message.get("clientMsgId")
     if not isinstance(type_, str):
-        _reply(fake, conn, codec.ws_error("type: a string is required"), client_msg_id)
+        reply(fake, conn, codec.ws_error("type: a string is required"), client_msg_id)
         return
     if fake.playback is not None and _played(fake, conn, message):
         return
     if type_ == "PING":
-        _reply(fake, conn, codec.pong_message(), client_msg_id)
+        reply(fake, conn, codec.pong_message(), client_msg_id)
         return
     if type_ == "AUTHENTICATE":
         verdict = check_payload_auth(message.get("payload"), PATH, secrets_by_key=fake.secrets_by_key,
@@ -142,24 +67,24 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
         if isinstance(verdict, AuthOk):
             _authenticated(fake, conn, verdict)
         else:
-            _reply(fake, conn, codec.ws_error(verdict.message), client_msg_id)
+            reply(fake, conn, codec.ws_error(verdict.message), client_msg_id)
         return
     if conn.account is None:
-        _reply(fake, conn, codec.ws_error("Unauthorized: authenticate first"), client_msg_id)
+        reply(fake, conn, codec.ws_error("Unauthorized: authenticate first"), client_msg_id)
         return
     if type_ == "SUBSCRIBE":
         # The account stream pushes every event type anyway [INF]; SUBSCRIBE is acknowledged only.
         subs = message.get("subscriptions")
         if subs is not None and not isinstance(subs, list):
-            _reply(fake, conn, codec.ws_error("subscriptions: a list is required"), client_msg_id)
+            reply(fake, conn, codec.ws_error("subscriptions: a list is required"), client_msg_id)
             return
-        _reply(fake, conn, codec.subscribed_message(subs or []), client_msg_id)
+        reply(fake, conn, codec.subscribed_message(subs or []), client_msg_id)
         return
     if type_ == "CANCEL_ON_DISCONNECT":
         payload = message.get("payload")
         enabled = payload.get("cancelOnDisconnect") if isinstance(payload, dict) else None
         if not isinstance(enabled, bool):
-            _reply(fake, conn, codec.ws_error("payload.cancelOnDisconnect: a boolean is required"), client_msg_id)
+            reply(fake, conn, codec.ws_error("payload.cancelOnDisconnect: a boolean is required"), client_msg_id)
             return
         conn.cancel_on_disconnect = enabled
         fake.send(conn, codec.cancel_on_disconnect_update(client_msg_id, enabled))
@@ -167,7 +92,7 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
     if type_ in COMMANDS:
         _command(fake, conn, type_, message, client_msg_id)
         return
-    _reply(fake, conn, codec.ws_error(f"Unknown message type: {type_}"), client_msg_id)
+    reply(fake, conn, codec.ws_error(f"Unknown message type: {type_}"), client_msg_id)
 
 
 def _played(fake: "FakeValr", conn: "WsConn", message: dict[str, Any]) -> bool:
