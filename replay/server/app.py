@@ -101,6 +101,8 @@ class WsConn:
     subscriptions: dict[str, set[str] | None] = dataclasses.field(default_factory=dict)
     cancel_on_disconnect: bool = False
     closed: bool = False
+    # the close code the server sent, when the server closed the connection
+    server_close_code: int | None = None
 
 
 @dataclasses.dataclass
@@ -245,7 +247,13 @@ class FakeValr:
             if task is not None:
                 task.cancel()
         # 1001 "going away"; concurrently, each bounded by the WebSocketResponse close timeout.
-        await asyncio.gather(*(self._close_ws(c, 1001) for c in list(self.conns.values())))
+        # The disconnects are traced first, in connection order, so that a trace does not
+        # depend on which close handshake happens to finish first.
+        closing = list(self.conns.values())
+        for conn in closing:
+            conn.server_close_code = 1001
+            self.unregister(conn, 1001)
+        await asyncio.gather(*(self._close_ws(c, 1001) for c in closing))
         tasks = [t for t in (self._market_task, self._dispatcher) if t is not None] + list(self._tasks)
         for task in self._tasks:
             task.cancel()
@@ -297,12 +305,17 @@ class FakeValr:
             return
         conn.closed = True
         self.schedule.connection_closed(conn.id)
-        self.record(conn.id, "local", "ws", "DISCONNECT", {"path": conn.path, "code": code, "account": conn.account})
+        by_server = conn.server_close_code is not None
+        self.record(conn.id, "local", "ws", "DISCONNECT", {
+            "path": conn.path, "code": conn.server_close_code if by_server else code,
+            "by": "server" if by_server else "client", "account": conn.account})
         if conn.kind == "account" and conn.cancel_on_disconnect and conn.account and not self._stopping.is_set():
             ids, events = self.exchange.cancel_all(self.now_ms(), conn.account)
             self.route(events)
 
     async def _close_ws(self, conn: WsConn, code: int) -> None:
+        if conn.server_close_code is None:
+            conn.server_close_code = code
         try:
             await conn.ws.close(code=code)
         except Exception:  # a dead transport: nothing left to close

@@ -66,6 +66,7 @@ async def serve_socket(request: web.Request, kind: str, path: str, handle_text: 
                 msg = await ws.receive(timeout=fake.idle_timeout_s)
             except asyncio.TimeoutError:
                 # Optional idle timeout [LOG-ish FORK: VALR closes with 1000 after ~30 s idle].
+                conn.server_close_code = 1000
                 await ws.close(code=1000, message=b"idle timeout")
                 break
             if msg.type == WSMsgType.TEXT:
