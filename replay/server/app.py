@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 #: the coarsest loop clock we run on (looptime's virtual time is in whole microseconds)
 CLOCK_RESOLUTION_S = 1e-6
+#: on a real clock, wake this long before a delivery and yield until it is due: an epoll
+#: timer fires up to 1 ms late, which would make every delivery late by that much
+EARLY_WAKE_S = 0.0015
 #: market messages a playback hands the dispatcher per turn (bounds memory at high --speed)
 MARKET_BATCH = 256
 log = logging.getLogger(__name__)
@@ -333,6 +336,9 @@ class FakeValr:
 
     async def _dispatch_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        # On a virtual clock (looptime) time moves only while every task waits: yielding in a
+        # loop would spin forever there, so the early wake-up is for real clocks only.
+        real_time = not getattr(loop, "looptime_on", False)
         while True:
             self._wake.clear()
             # One microsecond of tolerance: a virtual-time loop (looptime) keeps time in whole
@@ -379,7 +385,15 @@ class FakeValr:
                 times.append(self.playback.next_market_at())
             pending = [x for x in times if x is not None]
             next_at = min(pending) if pending else None
+            if next_at is not None and real_time and next_at - loop.time() <= EARLY_WAKE_S:
+                # The last stretch before a delivery on a real clock: yield to the loop (I/O
+                # keeps flowing) instead of sleeping, since a timer would fire up to a
+                # millisecond late (epoll waits in whole milliseconds).
+                await asyncio.sleep(0)
+                continue
             timeout = None if next_at is None else max(CLOCK_RESOLUTION_S, next_at - loop.time())
+            if timeout is not None and real_time:
+                timeout -= EARLY_WAKE_S
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
