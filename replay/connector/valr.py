@@ -243,6 +243,12 @@ class ValrConnector:
 
     async def stop(self) -> None:
         self._stopping = True
+        # Close the streams one after the other before cancelling their tasks, so that the
+        # server sees them go in a fixed order (a trace must not depend on which of two
+        # simultaneous closes it notices first).
+        for ws in (self._account_ws, self._trade_ws):
+            if ws is not None and not ws.closed:
+                await ws.close()
         tasks = [t for t in self._tasks if not t.done()]
         for t in tasks:
             t.cancel()
@@ -394,20 +400,32 @@ class ValrConnector:
                             timestamp_ms=self.clock.epoch_ms())
 
     async def _account_stream_loop(self) -> None:
+        await self._stream_loop("account", self.ws_account_url, self._account_opened,
+                                self._account_message, self._account_closed)
+
+    async def _trade_stream_loop(self) -> None:
+        await self._stream_loop("trade", self.ws_trade_url, self._trade_opened,
+                                self._trade_message, self._trade_closed)
+
+    async def _stream_loop(self, name: str, url: str, opened, message, closed) -> None:
+        """Keep one WebSocket stream connected, with exponential backoff between attempts.
+
+        ``opened(ws)`` and ``message(data)`` return True when the stream is healthy (which
+        resets the backoff); ``message`` gets each JSON-object frame; ``closed(ws)`` cleans up.
+        """
         delay = RECONNECT_BACKOFF[0]
         while not self._stopping:
             assert self._session is not None
             try:
-                ws = await self._session.ws_connect(self.ws_account_url, headers=self._ws_headers(self.ws_account_url),
-                                                    autoping=True)
+                ws = await self._session.ws_connect(url, headers=self._ws_headers(url), autoping=True)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-                log.warning("account stream connect failed (%s); retry in %.1f s", e, delay)
+                log.warning("%s stream connect failed (%s); retry in %.1f s", name, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_BACKOFF[1])
                 continue
-            self._account_ws = ws
-            self.account_connects += 1
             try:
+                if await opened(ws):
+                    delay = RECONNECT_BACKOFF[0]
                 async for msg in ws:
                     if msg.type is not aiohttp.WSMsgType.TEXT:
                         if msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
@@ -416,79 +434,65 @@ class ValrConnector:
                     try:
                         data = json.loads(msg.data)
                     except ValueError:
-                        log.warning("account stream: not JSON: %.200s", msg.data)
+                        log.warning("%s stream: not JSON: %.200s", name, msg.data)
                         continue
-                    if not isinstance(data, dict):
-                        continue
-                    mtype = data.get("type")
-                    if mtype == "AUTHENTICATED":
-                        self._authenticated.set()
-                        self._update_ready()
+                    if isinstance(data, dict) and message(data):
                         delay = RECONNECT_BACKOFF[0]
-                    elif mtype == "PONG":
-                        self.last_pong = self._now()
-                    else:
-                        self._queue.put_nowait(data)
             except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError) as e:
-                log.warning("account stream error: %s", e)
+                log.warning("%s stream error: %s", name, e)
             finally:
-                self._account_ws = None
-                self._authenticated.clear()
-                self._ready_event.clear()
-                for fut in self._pending.values():
-                    if not fut.done():
-                        fut.set_exception(ConnectionError("account stream closed"))
+                closed(ws)
                 if not ws.closed:
                     await ws.close()
             if self._stopping:
                 break
-            log.warning("account stream closed (code %s); reconnecting in %.1f s", ws.close_code, delay)
+            log.warning("%s stream closed (code %s); reconnecting in %.1f s", name, ws.close_code, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_BACKOFF[1])
 
-    async def _trade_stream_loop(self) -> None:
-        delay = RECONNECT_BACKOFF[0]
-        while not self._stopping:
-            assert self._session is not None
-            try:
-                ws = await self._session.ws_connect(self.ws_trade_url, headers=self._ws_headers(self.ws_trade_url),
-                                                    autoping=True)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-                log.warning("trade stream connect failed (%s); retry in %.1f s", e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_BACKOFF[1])
-                continue
-            self._trade_ws = ws
-            try:
-                await ws.send_str(json.dumps({
-                    "type": "SUBSCRIBE",
-                    "subscriptions": [{"event": "AGGREGATED_ORDERBOOK_UPDATE", "pairs": list(self.pairs)}],
-                }))
-                delay = RECONNECT_BACKOFF[0]
-                async for msg in ws:
-                    if msg.type is not aiohttp.WSMsgType.TEXT:
-                        if msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
-                            break
-                        continue
-                    try:
-                        data = json.loads(msg.data)
-                    except ValueError:
-                        continue
-                    if isinstance(data, dict) and data.get("type") == "AGGREGATED_ORDERBOOK_UPDATE":
-                        body = data.get("data") or {}
-                        pair = data.get("currencyPairSymbol") or body.get("currencyPairSymbol")
-                        if pair in self.pairs and isinstance(body, dict):
-                            self._set_book(pair, body)
-            except (aiohttp.ClientError, ConnectionError) as e:
-                log.warning("trade stream error: %s", e)
-            finally:
-                self._trade_ws = None
-                if not ws.closed:
-                    await ws.close()
-            if self._stopping:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_BACKOFF[1])
+    async def _account_opened(self, ws) -> bool:
+        self._account_ws = ws
+        self.account_connects += 1
+        return False  # healthy once AUTHENTICATED arrives
+
+    def _account_message(self, data: dict) -> bool:
+        mtype = data.get("type")
+        if mtype == "AUTHENTICATED":
+            self._authenticated.set()
+            self._update_ready()
+            return True
+        if mtype == "PONG":
+            self.last_pong = self._now()
+        else:
+            self._queue.put_nowait(data)
+        return False
+
+    def _account_closed(self, ws) -> None:
+        self._account_ws = None
+        self._authenticated.clear()
+        self._ready_event.clear()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("account stream closed"))
+
+    async def _trade_opened(self, ws) -> bool:
+        self._trade_ws = ws
+        await ws.send_str(json.dumps({
+            "type": "SUBSCRIBE",
+            "subscriptions": [{"event": "AGGREGATED_ORDERBOOK_UPDATE", "pairs": list(self.pairs)}],
+        }))
+        return True
+
+    def _trade_message(self, data: dict) -> bool:
+        if data.get("type") == "AGGREGATED_ORDERBOOK_UPDATE":
+            body = data.get("data") or {}
+            pair = data.get("currencyPairSymbol") or body.get("currencyPairSymbol")
+            if pair in self.pairs and isinstance(body, dict):
+                self._set_book(pair, body)
+        return False
+
+    def _trade_closed(self, ws) -> None:
+        self._trade_ws = None
 
     async def _ping_loop(self) -> None:
         while True:

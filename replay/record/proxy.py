@@ -356,76 +356,63 @@ class RecordingProxy:
 
     async def _pump_up(self, pair: _WsPair) -> None:
         """client -> upstream. Ends when the client closes (or the connection dies)."""
-        client, upstream, conn, record = pair.client, pair.upstream, pair.conn, self.sink.record
-        while True:
-            msg = await client.receive()
-            t = msg.type
-            if t is WSMsgType.TEXT:
-                data = msg.data
-                try:
-                    await upstream.send_str(data)  # forward first ...
-                except (ConnectionError, RuntimeError):
-                    pass  # the upstream went away; its pump reports it
-                mtype, obj = parse_frame(data)  # ... record after
-                record(conn, "out", "ws", mtype, obj)
-            elif t is WSMsgType.BINARY:
-                try:
-                    await upstream.send_bytes(msg.data)
-                except (ConnectionError, RuntimeError):
-                    pass
-                record(conn, "out", "ws", "BINARY", {"raw": f"<{len(msg.data)} bytes>"})
-            elif t is WSMsgType.PING:
-                await _quiet(upstream.ping(msg.data))
-            elif t is WSMsgType.PONG:
-                await _quiet(upstream.pong(msg.data))
-            else:  # CLOSE / CLOSING / CLOSED / ERROR
-                if pair.closed_by is None:
-                    pair.closed_by = "client"
-                    pair.code = client.close_code if t is not WSMsgType.CLOSE else msg.data
-                    await _quiet_close(upstream, _closable(pair.code), msg.extra if t is WSMsgType.CLOSE else None)
-                return
+        await self._pump(pair, pair.client, pair.upstream, "out", self._client_closed)
 
     async def _pump_down(self, pair: _WsPair) -> None:
         """upstream -> client. On an upstream close, close the client with the upstream's code."""
-        client, upstream, conn, record = pair.client, pair.upstream, pair.conn, self.sink.record
+        await self._pump(pair, pair.upstream, pair.client, "in", self._upstream_closed)
+
+    async def _pump(self, pair: _WsPair, src, dst, dir: str, on_close) -> None:
+        """Forward frames from ``src`` to ``dst`` (forward first, record after) until ``src`` closes."""
+        conn, record = pair.conn, self.sink.record
         while True:
-            msg = await upstream.receive()
+            msg = await src.receive()
             t = msg.type
             if t is WSMsgType.TEXT:
                 data = msg.data
                 try:
-                    await client.send_str(data)  # forward first ...
+                    await dst.send_str(data)  # forward first ...
                 except (ConnectionError, RuntimeError):
-                    pass  # the client went away; its pump reports it
+                    pass  # the other side went away; its pump reports it
                 mtype, obj = parse_frame(data)  # ... record after
-                record(conn, "in", "ws", mtype, obj)
+                record(conn, dir, "ws", mtype, obj)
             elif t is WSMsgType.BINARY:
                 try:
-                    await client.send_bytes(msg.data)
+                    await dst.send_bytes(msg.data)
                 except (ConnectionError, RuntimeError):
                     pass
-                record(conn, "in", "ws", "BINARY", {"raw": f"<{len(msg.data)} bytes>"})
+                record(conn, dir, "ws", "BINARY", {"raw": f"<{len(msg.data)} bytes>"})
             elif t is WSMsgType.PING:
-                await _quiet(client.ping(msg.data))
+                await _quiet(dst.ping(msg.data))
             elif t is WSMsgType.PONG:
-                await _quiet(client.pong(msg.data))
+                await _quiet(dst.pong(msg.data))
             else:  # CLOSE / CLOSING / CLOSED / ERROR
                 if pair.closed_by is None:
-                    pair.closed_by = "upstream"
-                    if t is WSMsgType.CLOSE:
-                        pair.code, extra = msg.data, msg.extra
-                    else:
-                        pair.code, extra = upstream.close_code or 1006, None
-                    reason = f"upstream closed the connection (code {pair.code}"
-                    reason += f", {extra!r})" if extra else ")"
-                    if t is WSMsgType.ERROR:
-                        reason = f"upstream connection failed: {_describe(upstream.exception())}"
-                    # 1006 (abnormal closure) must not be sent on the wire: tell the client 1011.
-                    await _quiet_close(client, _closable(pair.code, 1011), extra)
-                    await _quiet_close(upstream, 1000)
-                    self.sink.record("run", "local", "meta", "GAP", {"conn": conn, "stream": conn.split("-")[0],
-                                                                     "reason": reason, "code": pair.code})
+                    await on_close(pair, msg)
                 return
+
+    async def _client_closed(self, pair: _WsPair, msg) -> None:
+        t = msg.type
+        pair.closed_by = "client"
+        pair.code = pair.client.close_code if t is not WSMsgType.CLOSE else msg.data
+        await _quiet_close(pair.upstream, _closable(pair.code), msg.extra if t is WSMsgType.CLOSE else None)
+
+    async def _upstream_closed(self, pair: _WsPair, msg) -> None:
+        t, conn, upstream = msg.type, pair.conn, pair.upstream
+        pair.closed_by = "upstream"
+        if t is WSMsgType.CLOSE:
+            pair.code, extra = msg.data, msg.extra
+        else:
+            pair.code, extra = upstream.close_code or 1006, None
+        reason = f"upstream closed the connection (code {pair.code}"
+        reason += f", {extra!r})" if extra else ")"
+        if t is WSMsgType.ERROR:
+            reason = f"upstream connection failed: {_describe(upstream.exception())}"
+        # 1006 (abnormal closure) must not be sent on the wire: tell the client 1011.
+        await _quiet_close(pair.client, _closable(pair.code, 1011), extra)
+        await _quiet_close(upstream, 1000)
+        self.sink.record("run", "local", "meta", "GAP", {"conn": conn, "stream": conn.split("-")[0],
+                                                         "reason": reason, "code": pair.code})
 
     def _record_refusal(self, request: web.Request, status: int, message: str) -> None:
         """A refused upgrade is recorded as a REST pair (as the fake VALR records it)."""
