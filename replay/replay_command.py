@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import click
 
 from replay.auth import SECRET_HEADERS
+from replay.server.command import announce, stop_on_signals
 
 EXIT_DIVERGED = 1
 EXIT_BAD_INPUT = 2
@@ -110,36 +110,26 @@ async def _replay(playback: Any, capture: Path, config: Any, schedule: Any, seed
         trace = TraceRecorder(clock, writer, keep=False)
     server = FakeValr(config, clock=clock, seed=seed, trace=trace, schedule=schedule, playback=playback,
                       on_divergence=on_divergence)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     code = 0
-    try:
-        await server.start(host, port)
-        account = config.accounts[0]
-        print(json.dumps({
-            "rest_url": server.rest_url, "ws_account_url": server.ws_account_url,
-            "ws_trade_url": server.ws_trade_url, "api_key": account.api_key,
-            "api_secret": account.api_secret, "seed": seed,
-        }), flush=True)
-        _summary(server, playback, capture, on_divergence, trace_path)
-        stopped = asyncio.ensure_future(stop.wait())
-        diverged = asyncio.ensure_future(server.diverged.wait())
-        await asyncio.wait({stopped, diverged}, return_when=asyncio.FIRST_COMPLETED)
-        for fut in (stopped, diverged):
-            fut.cancel()
-        if server.diverged.is_set():
-            code = EXIT_DIVERGED
-            await server.closed_after_divergence()  # the 1011 closes go out before the 1001s
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await server.stop()
-        if trace is not None:
-            trace.record("run", "local", "meta", "PLAYBACK",
-                         {**playback.summary(), "diverged": server.divergence is not None})
-            trace.close()
+    with stop_on_signals() as stop:
+        try:
+            await server.start(host, port)
+            announce(server, seed)
+            _summary(server, playback, capture, on_divergence, trace_path)
+            stopped = asyncio.ensure_future(stop.wait())
+            diverged = asyncio.ensure_future(server.diverged.wait())
+            await asyncio.wait({stopped, diverged}, return_when=asyncio.FIRST_COMPLETED)
+            for fut in (stopped, diverged):
+                fut.cancel()
+            if server.diverged.is_set():
+                code = EXIT_DIVERGED
+                await server.closed_after_divergence()  # the 1011 closes go out before the 1001s
+        finally:
+            await server.stop()
+            if trace is not None:
+                trace.record("run", "local", "meta", "PLAYBACK",
+                             {**playback.summary(), "diverged": server.divergence is not None})
+                trace.close()
     if server.divergence is not None:
         click.echo(f"{server.divergence}", err=True)
         click.echo(json.dumps({"divergence": server.divergence.to_dict()}), err=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -76,26 +78,40 @@ async def _serve(config, host: str, port: int, seed: int, trace_path: Path | Non
         })
         trace = TraceRecorder(clock, writer, keep=False)
     server = FakeValr(config, clock=clock, seed=seed, trace=trace)
+    with stop_on_signals() as stop:
+        try:
+            await server.start(host, port)
+            announce(server, seed)
+            _summary(server, config, seed, trace_path)
+            await stop.wait()
+        finally:
+            await server.stop()
+            if trace is not None:
+                trace.close()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT and SIGTERM set while the block runs (the loop's signal handlers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await server.start(host, port)
-        account = config.accounts[0]
-        print(json.dumps({
-            "rest_url": server.rest_url, "ws_account_url": server.ws_account_url,
-            "ws_trade_url": server.ws_trade_url, "api_key": account.api_key,
-            "api_secret": account.api_secret, "seed": seed,
-        }), flush=True)
-        _summary(server, config, seed, trace_path)
-        await stop.wait()
+        yield stop
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await server.stop()
-        if trace is not None:
-            trace.close()
+
+
+def announce(server, seed: int) -> None:
+    """The first stdout line of ``serve`` and ``replay``: one JSON object a client can read."""
+    account = server.config.accounts[0]
+    print(json.dumps({
+        "rest_url": server.rest_url, "ws_account_url": server.ws_account_url,
+        "ws_trade_url": server.ws_trade_url, "api_key": account.api_key,
+        "api_secret": account.api_secret, "seed": seed,
+    }), flush=True)
 
 
 def _summary(server, config, seed: int, trace_path: Path | None) -> None:

@@ -18,7 +18,7 @@ from replay import codec
 from replay.exchange.model import ExchangeError
 
 from .auth_check import AuthOk, check_payload_auth
-from .ws_common import parse_frame, reply, serve_socket
+from .ws_common import mark_authenticated, parse_frame, reply, serve_socket
 
 if TYPE_CHECKING:
     from .app import FakeValr, WsConn
@@ -36,14 +36,7 @@ COMMANDS = {
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    return await serve_socket(request, "account", PATH, handle_text, _authenticated)
-
-
-def _authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
-    conn.account = auth.account
-    conn.api_key = auth.api_key
-    if fake.playback is None:  # in playback the capture's own AUTHENTICATED is released
-        fake.send(conn, codec.authenticated_message())
+    return await serve_socket(request, "account", PATH, handle_text, mark_authenticated)
 
 
 def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
@@ -65,7 +58,7 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
                                      now_ms=fake.now_ms(), window_ms=fake.timestamp_window_ms,
                                      subaccounts=fake.subaccounts)
         if isinstance(verdict, AuthOk):
-            _authenticated(fake, conn, verdict)
+            mark_authenticated(fake, conn, verdict)
         else:
             reply(fake, conn, codec.ws_error(verdict.message), client_msg_id)
         return

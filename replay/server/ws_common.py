@@ -89,6 +89,17 @@ async def serve_socket(request: web.Request, kind: str, path: str, handle_text: 
     return ws
 
 
+def mark_authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
+    """The connection is authenticated: remember whose it is and say so (``AUTHENTICATED``).
+
+    In playback the capture's own ``AUTHENTICATED`` is released instead.
+    """
+    conn.account = auth.account
+    conn.api_key = auth.api_key
+    if fake.playback is None:
+        fake.send(conn, codec.authenticated_message())
+
+
 def parse_frame(fake: "FakeValr", conn: "WsConn", text: str) -> dict[str, Any] | None:
     """A text frame as a JSON object, traced; None (after an error reply) when it is not one."""
     try:

@@ -15,8 +15,7 @@ from aiohttp import web
 from replay import codec
 
 from .app import TRADE_EVENTS
-from .auth_check import AuthOk
-from .ws_common import parse_frame, reply, serve_socket
+from .ws_common import mark_authenticated, parse_frame, reply, serve_socket
 
 if TYPE_CHECKING:
     from .app import FakeValr, WsConn
@@ -27,14 +26,7 @@ PATH = "/ws/trade"
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    return await serve_socket(request, "trade", PATH, handle_text, _authenticated)
-
-
-def _authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
-    conn.account = auth.account
-    conn.api_key = auth.api_key
-    if fake.playback is None:  # in playback the capture's market feed carries it
-        fake.send(conn, codec.authenticated_message())
+    return await serve_socket(request, "trade", PATH, handle_text, mark_authenticated)
 
 
 def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
