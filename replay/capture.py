@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
@@ -455,6 +456,28 @@ def _split_lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes, bool]]:
         yield line_no + 1, buf, False
 
 
+def _split_lines_at(chunks: Iterator[bytes]) -> Iterator[tuple[int, int, bytes, bool]]:
+    """(line_no, offset, line without newline, ended_with_newline) from a stream of chunks."""
+    buf = b""
+    line_no = 0
+    pos = 0  # offset of buf[0] in the stream
+    for chunk in chunks:
+        buf += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            line_no += 1
+            yield line_no, pos, raw, True
+            pos += len(raw) + 1
+    if buf:
+        yield line_no + 1, pos, buf, False
+
+
+#: lines iter_located may note as needing full parsing before iter_raw checks every line
+_MAX_ODD = 10_000
+
+
 def validate_record(obj: Any) -> str | None:
     """Why ``obj`` is not a valid record, or None."""
     if not isinstance(obj, dict):
@@ -490,6 +513,123 @@ def validate_header(path: str | Path, obj: Any) -> dict[str, Any]:
     return obj
 
 
+_DATA_KEY = b',"data":'
+# A JSON string without escapes or control characters, and a JSON integer.
+_S = rb'"([^"\\\x00-\x1f]*)"'
+_WRITER_HEAD = re.compile(
+    rb'\{"t":(-?(?:0|[1-9][0-9]*)),(?:"wall":' + _S + rb',)?"conn":' + _S + rb',"dir":' + _S
+    + rb',"kind":' + _S + rb',"type":' + _S + rb',"data":'
+)
+
+
+class RawFrame(Mapping):
+    """A recorded frame's JSON text, sent as it is (never parsed and re-serialised).
+
+    ``text`` is the frame (the capture line's ``data``, as the writer wrote it), ``msg_type``
+    the record's ``type``. It reads as the parsed JSON (a read-only mapping), parsed lazily on
+    first use and cached: ``value``. Immutable, so copies are the frame itself.
+    """
+
+    __slots__ = ("text", "msg_type", "_value")
+
+    def __init__(self, text: str, msg_type: str = ""):
+        self.text = text
+        self.msg_type = msg_type
+        self._value: Any = _UNSET
+
+    @property
+    def value(self) -> Any:
+        """The frame parsed (``json.loads(text)``), cached."""
+        if self._value is _UNSET:
+            self._value = json.loads(self.text)
+        return self._value
+
+    def _mapping(self) -> dict[str, Any]:
+        v = self.value
+        return v if isinstance(v, dict) else {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RawFrame):
+            return self.text == other.text or self.value == other.value
+        return self.value == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __copy__(self) -> "RawFrame":
+        return self
+
+    def __deepcopy__(self, memo: Any) -> "RawFrame":
+        return self
+
+    def __repr__(self) -> str:
+        short = self.text if len(self.text) <= 80 else self.text[:77] + "..."
+        return f"RawFrame({short!r}, {self.msg_type!r})"
+
+
+_UNSET: Any = object()
+
+
+def split_line(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """A line in the writer's layout split into (record with ``data`` None, ``data``'s JSON
+    bytes), parsing only the head; None when the layout is not the writer's (or the head is
+    not a valid record).
+
+    The writer puts ``data`` last and the other fields are scalars, so the first
+    ``,"data":`` is the top-level key when the head holds no ``{``/``[`` besides its opening
+    brace (a quote before ``data`` that follows a comma cannot be inside a string). This does
+    NOT check that the tail is one JSON value (a hand-added key after ``data`` would end up in
+    it): callers check that with ``json.loads(tail)`` or know it from an earlier pass.
+    """
+    if not raw.endswith(b"}"):
+        return None
+    m = _WRITER_HEAD.match(raw)
+    if m is not None:  # the writer's exact head: no JSON parsing needed
+        try:
+            t, wall, conn, dir_, kind, typ = (g.decode("utf-8") if g is not None else None for g in m.groups())
+        except UnicodeDecodeError:
+            return None
+        head: dict[str, Any] = {"t": int(t)}  # type: ignore[arg-type]
+        if wall is not None:
+            head["wall"] = wall
+        head.update(conn=conn, dir=dir_, kind=kind, type=typ, data=None)
+        if dir_ not in DIRS:
+            return None
+        return head, raw[m.end() : -1]
+    i = raw.find(_DATA_KEY)
+    if i <= 0 or raw[:1] != b"{":
+        return None
+    prefix = raw[:i]
+    if prefix.count(b"{") != 1 or b"[" in prefix:
+        return None
+    try:
+        obj = json.loads(prefix + b"}")
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    if not isinstance(obj, dict) or "data" in obj:
+        return None
+    obj["data"] = None
+    if validate_record(obj) is not None:
+        return None
+    return obj, raw[i + len(_DATA_KEY) : -1]
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 class CaptureReader:
     """A capture read as a stream: ``.header`` (validated on open), iteration yields records.
 
@@ -503,6 +643,8 @@ class CaptureReader:
         self.on_problem = on_problem
         self.problems: list[CaptureProblem] = []
         self.line_no = 0  # line of the record last yielded
+        #: set by iter_located: (file fingerprint, offsets of lines iter_raw must parse in full)
+        self.slice_check: tuple[Any, set[int] | None] | None = None
         if not self.path.exists():
             raise CaptureError(self.path, "no such file")
         if self.path.is_dir():
@@ -542,13 +684,15 @@ class CaptureReader:
         if self.on_problem is not None:
             self.on_problem(pr)
 
-    def iter_with_lines(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line_no, record) pairs; line 1 is the header."""
+    def _raw_lines(self) -> Iterator[tuple[int, int, bytes, bool]]:
+        """(line_no, offset, line, complete) of every non-blank record line (the header
+        skipped); ``offset`` is the line's byte offset in the (decompressed) stream. Restarts
+        ``.problems``; reports stream damage at the end."""
         self.problems = []
         damage: list[str] = []
         last = 1
         with open(self.path, "rb") as fh:
-            for line_no, raw, complete in self._lines(fh, damage):
+            for line_no, offset, raw, complete in _split_lines_at(self._chunks(fh, damage)):
                 last = line_no
                 if line_no == 1:
                     continue
@@ -558,23 +702,143 @@ class CaptureReader:
                     # the line in flight when the stream broke; reported with the damage below
                     last = line_no - 1
                     break
-                try:
-                    obj = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError as exc:
-                    self._problem(line_no, f"not UTF-8 ({exc.reason} at byte {exc.start})")
-                    continue
-                except json.JSONDecodeError as exc:
-                    what = "truncated last line" if not complete else "corrupt line"
-                    self._problem(line_no, f"{what}: invalid JSON ({exc.msg} at column {exc.colno})")
-                    continue
-                why = validate_record(obj)
-                if why is not None:
-                    self._problem(line_no, why)
-                    continue
-                self.line_no = line_no
-                yield line_no, obj
+                yield line_no, offset, raw, complete
         for message in damage:
             self._problem(last + 1, message)
+
+    def _chunks(self, fh: IO[bytes], damage: list[str]) -> Iterator[bytes]:
+        if self.gzip:
+            return _gunzip_chunks(fh, damage.append)
+        return iter(lambda: fh.read(_CHUNK), b"")
+
+    def _parse(self, line_no: int, raw: bytes, complete: bool) -> dict[str, Any] | None:
+        """One line parsed in full and validated, or None (a problem is reported)."""
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            self._problem(line_no, f"not UTF-8 ({exc.reason} at byte {exc.start})")
+            return None
+        except json.JSONDecodeError as exc:
+            what = "truncated last line" if not complete else "corrupt line"
+            self._problem(line_no, f"{what}: invalid JSON ({exc.msg} at column {exc.colno})")
+            return None
+        why = validate_record(obj)
+        if why is not None:
+            self._problem(line_no, why)
+            return None
+        return obj
+
+    def iter_with_lines(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line_no, record) pairs; line 1 is the header."""
+        for line_no, _offset, raw, complete in self._raw_lines():
+            obj = self._parse(line_no, raw, complete)
+            if obj is not None:
+                self.line_no = line_no
+                yield line_no, obj
+
+    def iter_located(
+        self, skip: Callable[[dict[str, Any]], bool] | None = None
+    ) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+        """(offset, line, record) for every record (offset: the line's byte offset in the
+        file, or in the decompressed stream of a gzip capture; ``line`` without newline).
+
+        ``skip(record)`` (called with ``data`` None) drops records by their other fields: a
+        dropped line in the writer's layout is not parsed beyond its head, but its ``data``
+        is checked to be one JSON value (``json.loads``), so that a later :meth:`iter_raw`
+        may send it as it is. A dropped line that fails that is parsed in full (problems are
+        reported as by ``iter``) and its offset noted: ``slice_check`` afterwards is
+        ``(file fingerprint, offsets that need full parsing)`` for :meth:`iter_raw`.
+        """
+        fingerprint = _fingerprint(self.path)
+        odd: set[int] | None = set()
+        for line_no, offset, raw, complete in self._raw_lines():
+            split = split_line(raw) if skip is not None else None
+            if split is not None and skip(split[0]):  # type: ignore[misc]
+                try:
+                    json.loads(split[1])
+                    continue
+                except ValueError:  # sliced wrong (a key after data?) or not JSON
+                    if odd is not None:
+                        odd.add(offset)
+                        if len(odd) > _MAX_ODD:
+                            odd = None  # too many: iter_raw then checks every line itself
+            obj = self._parse(line_no, raw, complete)
+            if obj is None:
+                continue
+            if skip is not None:
+                head = dict(obj)
+                head["data"] = None
+                if skip(head):
+                    continue
+            self.line_no = line_no
+            yield offset, raw, obj
+        self.slice_check = (fingerprint, odd)
+
+    def iter_raw(
+        self, select: Callable[[dict[str, Any]], bool],
+        slice_check: tuple[Any, set[int] | None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The records whose fields other than ``data`` satisfy ``select``, with ``data`` a
+        :class:`RawFrame` (the recorded text, not parsed) where the line is in the writer's
+        layout, else parsed in full (hand-edited lines: keys reordered, a key after ``data``,
+        other spacing). Other lines are skipped unparsed where possible.
+
+        Whether ``data`` is one JSON value is checked per line (``json.loads``) unless
+        ``slice_check`` (from :meth:`iter_located` on this file) says so and the file has not
+        changed since.
+        """
+        trusted: set[int] | None = None
+        if slice_check is not None and slice_check[1] is not None and slice_check[0] == _fingerprint(self.path):
+            trusted = slice_check[1]
+        for line_no, offset, raw, complete in self._raw_lines():
+            split = split_line(raw)
+            if split is not None:
+                head, tail = split
+                if not select(head):
+                    continue
+                ok = trusted is not None and offset not in trusted
+                if not ok:
+                    try:
+                        json.loads(tail)
+                        ok = True
+                    except ValueError:
+                        ok = False
+                if ok:
+                    try:
+                        text = tail.decode("utf-8")
+                    except UnicodeDecodeError:
+                        text = None
+                    if text is not None:
+                        head["data"] = RawFrame(text, head["type"])
+                        self.line_no = line_no
+                        yield head
+                        continue
+            obj = self._parse(line_no, raw, complete)
+            if obj is None:
+                continue
+            head = dict(obj)
+            head["data"] = None
+            if select(head):
+                self.line_no = line_no
+                yield obj
+
+    def read_at(self, offset: int, length: int) -> dict[str, Any]:
+        """The record of the line at ``offset`` (``length`` bytes, from :meth:`iter_located`)
+        of a plain capture. CaptureError if it is not a record (the file changed?)."""
+        if self.gzip:
+            raise CaptureError(self.path, "read_at: not possible in a gzip capture "
+                                          "(offsets are in the decompressed stream)")
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            raw = fh.read(length)
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            raise CaptureError(self.path, f"byte {offset}: no record there any more (file changed?): {exc}") from None
+        why = validate_record(obj)
+        if why is not None:
+            raise CaptureError(self.path, f"byte {offset}: {why} (file changed?)")
+        return obj
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for _line_no, rec in self.iter_with_lines():

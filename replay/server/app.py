@@ -30,7 +30,7 @@ from aiohttp import web
 from sortedcontainers import SortedKeyList
 
 from replay import codec
-from replay.capture import TraceRecorder, dumps
+from replay.capture import RawFrame, TraceRecorder, dumps
 from replay.clock import Clock
 from replay.config import ExchangeConfig, default_config
 from replay.exchange import BackgroundMarket, Exchange
@@ -328,8 +328,21 @@ class FakeValr:
         """Queue one outbound message for ``conn`` (through the delivery schedule)."""
         if conn.closed:
             return
-        self.schedule.push(self.now(), conn.id, codec.message_type(message), message)
+        if isinstance(message, RawFrame):
+            # a recorded frame, sent as recorded; a perturbation that looks inside messages
+            # (a match predicate) gets it parsed
+            msg_type = message.msg_type
+            if self._predicates():
+                message = message.value
+        else:
+            msg_type = codec.message_type(message)
+        self.schedule.push(self.now(), conn.id, msg_type, message)
         self._wake.set()
+
+    def _predicates(self) -> bool:
+        """Whether a perturbation of the schedule inspects message contents."""
+        perts = getattr(self.schedule, "perturbations", None) or ()
+        return any(getattr(getattr(p, "match", None), "predicate", None) is not None for p in perts)
 
     def disconnect_later(self, conn: WsConn, code: int) -> None:
         self.spawn(self._close_ws(conn, code), name=f"close-{conn.id}")
@@ -348,11 +361,24 @@ class FakeValr:
             if self.playback is not None:
                 # due now: straight to the trade connections (their order among themselves is kept)
                 market = self.playback.due_market(horizon, MARKET_BATCH)
-                if market:
-                    trade_conns = [c for c in self.conns.values() if c.kind == "trade" and not c.closed]
+                trade_conns = ([c.id for c in self.conns.values() if c.kind == "trade" and not c.closed]
+                               if market else [])
+                if trade_conns:
+                    # as send() does, once per batch: recorded frames go out as recorded unless
+                    # a perturbation looks inside messages
+                    parse = self._predicates()
+                    now = self.now()
+                    push = self.schedule.push
                     for rel in market:
-                        for conn in trade_conns:
-                            self.send(conn, rel.message)
+                        message = rel.message
+                        if isinstance(message, RawFrame):
+                            msg_type = message.msg_type
+                            if parse:
+                                message = message.value
+                        else:
+                            msg_type = codec.message_type(message)
+                        for conn_id in trade_conns:
+                            push(now, conn_id, msg_type, message)
             self._send_released(horizon)
             due = self.schedule.pop_due(horizon)
             for delivery in due:
@@ -369,13 +395,20 @@ class FakeValr:
                         code = delivery.message
                     self.disconnect_later(conn, code)
                     continue
-                text = json.dumps(delivery.message, separators=(",", ":"))
+                message = delivery.message
+                if isinstance(message, RawFrame):
+                    text = message.text  # pre-serialised: sent as recorded
+                else:
+                    text = json.dumps(message, separators=(",", ":"))
                 try:
                     await conn.ws.send_str(text)
                 except Exception:  # the peer went away; the reader will unregister it
                     log.debug("send to %s failed", conn.id, exc_info=True)
                     continue
-                self.record(conn.id, "in", "ws", delivery.msg_type, delivery.message)
+                if self.trace is not None:
+                    # a trace holds parsed JSON (it must stay a capture show and checks read)
+                    self.record(conn.id, "in", "ws", delivery.msg_type,
+                                message.value if isinstance(message, RawFrame) else message)
             if due:
                 continue
             times = [self.schedule.next_at()]
