@@ -156,3 +156,32 @@ def maker(fake_server, client_factory) -> ValrClient:
 @pytest.fixture
 def taker(fake_server, client_factory) -> ValrClient:
     return client_factory(fake_server, TAKER_KEY, TAKER_SECRET)
+
+
+class Records:
+    """Collects what a proxy/recorder records; ``wait(pred)`` waits for a matching record."""
+
+    def __init__(self, sink: Any):
+        self.items: list[dict] = []
+        self._changed = asyncio.Event()
+        sink.listeners.append(self._add)
+
+    def _add(self, rec: dict) -> None:
+        self.items.append(rec)
+        self._changed.set()
+
+    async def wait(self, pred: Callable[[dict], bool], timeout: float = 5.0) -> dict:
+        async def loop() -> dict:
+            seen = 0
+            while True:
+                for rec in self.items[seen:]:
+                    if pred(rec):
+                        return rec
+                seen = len(self.items)
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(loop(), timeout)
+
+    def of(self, conn: str) -> list[dict]:
+        return [r for r in self.items if r["conn"] == conn]

@@ -11,31 +11,7 @@ import pytest
 from replay.capture import CaptureWriter, find_secrets, read_capture
 from replay.record import DirectRecorder, subscribe_message
 
-from conftest import MAKER_KEY, MAKER_SECRET
-
-
-class Records:
-    def __init__(self, sink: Any):
-        self.items: list[dict] = []
-        self._changed = asyncio.Event()
-        sink.listeners.append(self._add)
-
-    def _add(self, rec: dict) -> None:
-        self.items.append(rec)
-        self._changed.set()
-
-    async def wait(self, pred: Callable[[dict], bool], timeout: float = 5.0) -> dict:
-        async def loop() -> dict:
-            seen = 0
-            while True:
-                for rec in self.items[seen:]:
-                    if pred(rec):
-                        return rec
-                seen = len(self.items)
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(loop(), timeout)
+from conftest import MAKER_KEY, MAKER_SECRET, Records
 
 
 @pytest.fixture

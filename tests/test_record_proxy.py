@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,38 +19,9 @@ from replay.capture import CaptureWriter, find_secrets, read_capture
 from replay.record import RecordingProxy, split_upstream
 from replay.record.proxy import parse_body, parse_frame
 
-from conftest import MAKER_KEY, MAKER_SECRET, recv, recv_raw
+from conftest import MAKER_KEY, MAKER_SECRET, Records, recv, recv_raw
 
 BID = {"side": "BUY", "quantity": "0.01", "price": "1400000", "pair": "BTCZAR", "postOnly": True}
-
-
-class Records:
-    """Collects what a proxy/recorder records; ``wait(pred)`` waits for a matching record."""
-
-    def __init__(self, sink: Any):
-        self.items: list[dict] = []
-        self._changed = asyncio.Event()
-        sink.listeners.append(self._add)
-
-    def _add(self, rec: dict) -> None:
-        self.items.append(rec)
-        self._changed.set()
-
-    async def wait(self, pred: Callable[[dict], bool], timeout: float = 5.0) -> dict:
-        async def loop() -> dict:
-            seen = 0
-            while True:
-                for rec in self.items[seen:]:
-                    if pred(rec):
-                        return rec
-                seen = len(self.items)
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(loop(), timeout)
-
-    def of(self, conn: str) -> list[dict]:
-        return [r for r in self.items if r["conn"] == conn]
 
 
 class Via:
