@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -185,3 +190,42 @@ class Records:
 
     def of(self, conn: str) -> list[dict]:
         return [r for r in self.items if r["conn"] == conn]
+
+
+# --- the command line as a subprocess -----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.asynccontextmanager
+async def replay_command(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``python -m replay ARGS`` as a subprocess (VALR_* variables of this environment left out,
+    ``env`` added), killed on the way out if it is still running."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VALR_")}
+    full_env.update(env or {})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "replay", *args, cwd=ROOT, env=full_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def first_line(proc: asyncio.subprocess.Process, timeout: float = 20.0) -> dict:
+    """The command's first stdout line, parsed as JSON (stderr in the failure message if none)."""
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    if not line:
+        err = await proc.stderr.read()
+        raise AssertionError(f"no first line; stderr: {err.decode()}")
+    return json.loads(line)
+
+
+async def interrupt(proc: asyncio.subprocess.Process, sig: int = signal.SIGINT,
+                    timeout: float = 20.0) -> tuple[int, str]:
+    """Send ``sig`` and wait for the exit: (exit code, stderr)."""
+    proc.send_signal(sig)
+    _out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, err.decode()

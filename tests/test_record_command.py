@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -18,31 +16,8 @@ from replay.auth import auth_headers
 from replay.capture import find_secrets, read_capture
 from replay.record.command import record
 
-from conftest import MAKER_KEY, MAKER_SECRET, recv
+from conftest import MAKER_KEY, MAKER_SECRET, first_line, interrupt, recv, replay_command
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-async def spawn(*args: str, env: dict | None = None) -> asyncio.subprocess.Process:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VALR_")}
-    full_env.update(env or {})
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "replay", "record", *args, cwd=ROOT, env=full_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def first_line(proc: asyncio.subprocess.Process) -> dict:
-    line = await asyncio.wait_for(proc.stdout.readline(), 20)
-    if not line:
-        err = await proc.stderr.read()
-        raise AssertionError(f"no first line; stderr: {err.decode()}")
-    return json.loads(line)
-
-
-async def interrupt(proc: asyncio.subprocess.Process, sig: int = signal.SIGINT) -> tuple[int, str]:
-    proc.send_signal(sig)
-    _out, err = await asyncio.wait_for(proc.communicate(), 20)
-    return proc.returncode, err.decode()
 
 
 async def file_contains(path: Path, needle: str, timeout: float = 10.0) -> None:
@@ -56,8 +31,7 @@ async def file_contains(path: Path, needle: str, timeout: float = 10.0) -> None:
 async def test_proxy_command_records_traffic_and_exits_cleanly_on_sigint(make_server, tmp_path):
     fake = await make_server()
     out = tmp_path / "rec.jsonl.gz"
-    proc = await spawn("--upstream", fake.rest_url, "--out", str(out), "--pairs", "BTCZAR")
-    try:
+    async with replay_command("record", "--upstream", fake.rest_url, "--out", str(out), "--pairs", "BTCZAR") as proc:
         info = await first_line(proc)
         assert set(info) >= {"rest_url", "ws_account_url", "ws_trade_url", "out"}
         assert info["out"] == str(out) and info["ws_account_url"].endswith("/ws/account")
@@ -75,10 +49,6 @@ async def test_proxy_command_records_traffic_and_exits_cleanly_on_sigint(make_se
                 {"event": "MARKET_SUMMARY_UPDATE", "pairs": ["BTCZAR"]}]}))
             await recv(ws, "MARKET_SUMMARY_UPDATE")
         code, err = await interrupt(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert code == 0, err
     header, recs, problems = read_capture(out)
     assert problems == []
@@ -95,18 +65,13 @@ async def test_proxy_command_records_traffic_and_exits_cleanly_on_sigint(make_se
 async def test_direct_command_records_trade_stream(make_server, tmp_path):
     fake = await make_server()
     out = tmp_path / "direct.jsonl"
-    proc = await spawn("--direct", "--pairs", "btczar", "--upstream", fake.rest_url, "--out", str(out),
-                       env={"VALR_API_KEY": MAKER_KEY, "VALR_API_SECRET": MAKER_SECRET})
-    try:
+    async with replay_command("record", "--direct", "--pairs", "btczar", "--upstream", fake.rest_url, "--out", str(out),
+                       env={"VALR_API_KEY": MAKER_KEY, "VALR_API_SECRET": MAKER_SECRET}) as proc:
         info = await first_line(proc)
         assert info["pairs"] == ["BTCZAR"] and info["streams"] == ["trade", "account"]
         await file_contains(out, '"AGGREGATED_ORDERBOOK_UPDATE"')
         await file_contains(out, '"AUTHENTICATED"')
         code, err = await interrupt(proc, signal.SIGTERM)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert code == 0, err
     header, recs, problems = read_capture(out)
     assert problems == [] and header["source"] == "live" and header["pairs"] == ["BTCZAR"]
@@ -137,17 +102,12 @@ async def test_append_continues_the_capture_with_increasing_t(make_server, tmp_p
     fake = await make_server()
     out = tmp_path / "cont.jsonl"
     for extra in ((), ("--append",)):
-        proc = await spawn("--upstream", fake.rest_url, "--out", str(out), "--no-status", *extra)
-        try:
+        async with replay_command("record", "--upstream", fake.rest_url, "--out", str(out), "--no-status", *extra) as proc:
             info = await first_line(proc)
             async with aiohttp.ClientSession() as session:
                 async with session.get(info["rest_url"] + "/v1/public/time") as resp:
                     assert resp.status == 200
             code, err = await interrupt(proc)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         assert code == 0, err
     _h, recs, problems = read_capture(out)
     assert problems == []

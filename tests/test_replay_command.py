@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
-from pathlib import Path
 
 import aiohttp
 from click.testing import CliRunner
@@ -14,27 +12,16 @@ from click.testing import CliRunner
 from replay.auth import auth_headers
 from replay.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, replay_command
+
+
 CAPTURE = ROOT / "captures" / "reference_session.jsonl"
 WAIT = 20.0
 
 
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "replay", "replay", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
-
-
 async def test_replay_serves_the_capture_and_exits_1_on_divergence(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    proc = await _spawn(str(CAPTURE), "--speed", "10", "--trace", str(trace), "--on-divergence", "stop")
-    try:
+    async with replay_command("replay", str(CAPTURE), "--speed", "10", "--trace", str(trace), "--on-divergence", "stop") as proc:
         info = json.loads(await asyncio.wait_for(proc.stdout.readline(), WAIT))
         assert set(info) == {"rest_url", "ws_account_url", "ws_trade_url", "api_key", "api_secret", "seed"}
         assert info["rest_url"].startswith("http://127.0.0.1:")
@@ -55,8 +42,6 @@ async def test_replay_serves_the_capture_and_exits_1_on_divergence(tmp_path):
         assert proc.returncode == 1, err.decode()
         text = err.decode()
         assert "expected: PLACE_LIMIT_ORDER" in text and "came:     CANCEL_LIMIT_ORDER" in text
-    finally:
-        await _kill(proc)
     records = [json.loads(x) for x in trace.read_text().splitlines()[1:]]
     div = [r for r in records if r["kind"] == "meta" and r["type"] == "DIVERGENCE"]
     assert len(div) == 1 and div[0]["data"]["came"]["customerOrderId"] == "NOPE"
@@ -64,16 +49,13 @@ async def test_replay_serves_the_capture_and_exits_1_on_divergence(tmp_path):
 
 
 async def test_replay_stops_on_sigint_with_exit_0():
-    proc = await _spawn(str(CAPTURE), "--seed", "3")
-    try:
+    async with replay_command("replay", str(CAPTURE), "--seed", "3") as proc:
         info = json.loads(await asyncio.wait_for(proc.stdout.readline(), WAIT))
         assert info["seed"] == 3
         proc.send_signal(signal.SIGINT)
         _out, err = await asyncio.wait_for(proc.communicate(), WAIT)
         assert proc.returncode == 0, err.decode()
         assert b"replaying" in err
-    finally:
-        await _kill(proc)
 
 
 def test_bad_input_exits_2_naming_it(tmp_path):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
-from pathlib import Path
 
 import aiohttp
 from click.testing import CliRunner
@@ -14,19 +12,13 @@ from click.testing import CliRunner
 from replay.auth import auth_headers
 from replay.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import replay_command
 
-
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "replay", "serve", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
 async def test_serve_prints_urls_serves_and_stops_on_sigint(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    proc = await _spawn("--seed", "5", "--trace", str(trace))
-    try:
+    async with replay_command("serve", "--seed", "5", "--trace", str(trace)) as proc:
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
         info = json.loads(line)
         assert set(info) == {"rest_url", "ws_account_url", "ws_trade_url", "api_key", "api_secret", "seed"}
@@ -46,10 +38,6 @@ async def test_serve_prints_urls_serves_and_stops_on_sigint(tmp_path):
         _out, err = await asyncio.wait_for(proc.communicate(), 20)
         assert proc.returncode == 0, err.decode()
         assert b"listening" in err
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     lines = trace.read_text().splitlines()
     header = json.loads(lines[0])
     assert header["format"] == "valr-replay-capture" and header["source"] == "simulated"
@@ -63,16 +51,11 @@ async def test_serve_prints_urls_serves_and_stops_on_sigint(tmp_path):
 
 
 async def test_serve_sigterm_exits_0(tmp_path):
-    proc = await _spawn()
-    try:
+    async with replay_command("serve") as proc:
         json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 20)
         assert proc.returncode == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def test_bad_config_exits_2_naming_file_and_key(tmp_path):

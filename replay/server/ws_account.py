@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 PATH = "/ws/account"
 
-# message type -> (command, codec parser, invalid-request type, reply builder)
+# message type -> (exchange command, codec parser, invalid-request reply type)
 COMMANDS = {
     "PLACE_LIMIT_ORDER": ("PLACE_LIMIT", "parse_limit", "INVALID_PLACE_LIMIT_REQUEST"),
     "PLACE_MARKET_ORDER": ("PLACE_MARKET", "parse_market", "INVALID_PLACE_MARKET_REQUEST"),
