@@ -65,13 +65,6 @@ class RunResult:
     def as_expected(self) -> bool:
         return not self.unexpected
 
-    def figures(self) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for c in self.checks:
-            for k, v in c.figures.items():
-                merged.setdefault(k, v)
-        return merged
-
     def to_json(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario.name,
