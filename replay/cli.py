@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "record": "replay.record.command:record",
     "replay": "replay.replay_command:replay",
     "bench": "replay.bench_command:bench",
+    "check": "replay.check_command:check",
 }
 
 

@@ -14,12 +14,11 @@ Conventions:
 from __future__ import annotations
 
 import inspect as _inspect
-
-from replay.decimals import exact as _exact
-
 import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any, Mapping
+
+from replay.decimals import exact as _exact
 
 from .clock import iso_ms
 from .exchange.events import (
@@ -58,6 +57,9 @@ __all__ = [
     "fmt",
     "split_pair",
     "currency_json",
+    "public_currency_json",
+    "public_trade_json",
+    "account_history_json",
     "parse_limit",
     "parse_market",
     "parse_cancel",
@@ -205,6 +207,25 @@ def currency_json(code: str) -> dict:
         "shortName": code,
         "longName": long_name,
         "supportedWithdrawDecimalPlaces": places,
+    }
+
+
+def public_currency_json(code: str, fallback_places: int | None = None) -> dict:
+    """One GET /v1/public/currencies entry [INF: field set from VALR's docs as remembered:
+    symbol, isActive, shortName, longName, decimalPlaces, withdrawalDecimalPlaces; the
+    collateral and network fields are left out]. Decimal places as in ``currency_json`` (so
+    BALANCE_UPDATE agrees); ``fallback_places`` (e.g. a pair's ``base_decimals``) is used for
+    a currency the table does not know, instead of 8."""
+    obj = currency_json(code)
+    known = code.upper() in _CURRENCIES
+    places = obj["decimalPlaces"] if known or fallback_places is None else int(fallback_places)
+    return {
+        "symbol": obj["symbol"],
+        "isActive": True,
+        "shortName": obj["shortName"],
+        "longName": obj["longName"],
+        "decimalPlaces": places,
+        "withdrawalDecimalPlaces": places,
     }
 
 
@@ -647,6 +668,13 @@ def account_trade_json(e: AccountTrade) -> dict:
 
 
 def _history_record(e: AccountTrade, pair_spec: PairSpec | None) -> dict:
+    return {"type": "NEW_ACCOUNT_HISTORY_RECORD", "data": account_history_json(e, pair_spec)}
+
+
+def account_history_json(e: AccountTrade, pair_spec: PairSpec | None = None) -> dict:
+    """One account transaction-history record for a fill: NEW_ACCOUNT_HISTORY_RECORD ``data``,
+    also an entry of GET /v1/account/transactionhistory [INF: the same shape on both; R3 shows
+    the currencies as plain strings, the official example as objects, which is kept here]."""
     t = e.trade
     base, quote = (pair_spec.base, pair_spec.quote) if pair_spec else split_pair(t.pair)
     gross_base = t.quantity
@@ -665,23 +693,20 @@ def _history_record(e: AccountTrade, pair_spec: PairSpec | None) -> dict:
     elif e.fee_currency == debit_cur:
         debit += e.fee
     return {
-        "type": "NEW_ACCOUNT_HISTORY_RECORD",
-        "data": {
-            "id": e.history_id,
-            "transactionType": {"type": f"{kind}_{direction}", "description": f"{kind.title()} {direction.title()}"},
-            "debitCurrency": currency_json(debit_cur),
-            "debitValue": fmt(debit),
-            "creditCurrency": currency_json(credit_cur),
-            "creditValue": fmt(credit),
-            "feeCurrency": currency_json(e.fee_currency),
-            "feeValue": fmt(e.fee),
-            "eventAt": iso_ms(e.ts_ms),
-            "additionalInfo": {
-                "costPerCoin": _num(t.price),  # a JSON number in VALR's example
-                "costPerCoinSymbol": currency_json(quote)["symbol"],
-                "currencyPairSymbol": t.pair,
-                "orderId": e.order.order_id,
-            },
+        "id": e.history_id,
+        "transactionType": {"type": f"{kind}_{direction}", "description": f"{kind.title()} {direction.title()}"},
+        "debitCurrency": currency_json(debit_cur),
+        "debitValue": fmt(debit),
+        "creditCurrency": currency_json(credit_cur),
+        "creditValue": fmt(credit),
+        "feeCurrency": currency_json(e.fee_currency),
+        "feeValue": fmt(e.fee),
+        "eventAt": iso_ms(e.ts_ms),
+        "additionalInfo": {
+            "costPerCoin": _num(t.price),  # a JSON number in VALR's example
+            "costPerCoinSymbol": currency_json(quote)["symbol"],
+            "currencyPairSymbol": t.pair,
+            "orderId": e.order.order_id,
         },
     }
 
@@ -872,6 +897,14 @@ def new_trade_message(t: Trade) -> dict:
             "id": t.trade_id,
         },
     }
+
+
+def public_trade_json(t: Trade) -> dict:
+    """One GET /v1/public/{pair}/trades entry: NEW_TRADE's ``data`` plus ``quoteVolume``
+    (price x quantity) [INF: sequenceId as on the stream]."""
+    d = dict(new_trade_message(t)["data"])
+    d["quoteVolume"] = fmt(t.price * t.quantity)
+    return d
 
 
 def trade_bucket_message(

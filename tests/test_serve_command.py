@@ -15,7 +15,6 @@ from replay.cli import main
 from conftest import replay_command
 
 
-
 async def test_serve_prints_urls_serves_and_stops_on_sigint(tmp_path):
     trace = tmp_path / "trace.jsonl"
     async with replay_command("serve", "--seed", "5", "--trace", str(trace)) as proc:

@@ -165,8 +165,9 @@ async def test_rest_bad_fields_name_the_field(maker, fake_server, body, field):
 async def test_rest_unknown_route_and_method(maker):
     r = await maker.call("GET", "/v1/nothing/here", signed=False)
     assert r.status == 404 and set(r.body) == {"code", "message"}
+    # a method the path is not served with is an unknown route too (test_server_rest.py)
     r = await maker.call("PATCH", "/v1/orders/limit", signed=False)
-    assert r.status == 405 and set(r.body) == {"code", "message"}
+    assert r.status == 404 and set(r.body) == {"code", "message"}
 
 
 async def test_rest_bad_query(maker):

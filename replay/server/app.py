@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -536,7 +537,7 @@ class FakeValr:
         handle: asyncio.TimerHandle | None = None
 
         def run() -> None:
-            self._timers.discard(handle)  # type: ignore[arg-type]
+            self._timers.discard(handle)
             self._process_next()
 
         handle = loop.call_at(loop.time() + delay, run)
@@ -589,12 +590,13 @@ class FakeValr:
                         self.send(conn, message)
             elif isinstance(event, PublicTrade):
                 trade = event.trade
-                self._to_subscribers("NEW_TRADE", trade.pair, lambda: codec.new_trade_message(trade))
+                # partial binds this event's trade and bucket values; the message is still built lazily
+                self._to_subscribers("NEW_TRADE", trade.pair, functools.partial(codec.new_trade_message, trade))
                 bucket = self._update_bucket(trade)
                 self._to_subscribers(
                     "NEW_TRADE_BUCKET", trade.pair,
-                    lambda: codec.trade_bucket_message(trade.pair, bucket.start_ms, 60, bucket.open, bucket.high,
-                                                       bucket.low, bucket.close, bucket.volume),
+                    functools.partial(codec.trade_bucket_message, trade.pair, bucket.start_ms, 60, bucket.open,
+                                      bucket.high, bucket.low, bucket.close, bucket.volume),
                 )
             elif isinstance(event, BookChanged):
                 books[event.pair] = None

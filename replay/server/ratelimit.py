@@ -37,7 +37,7 @@ class Limited:
     def headers(self) -> dict[str, str]:
         return {"x-valr-ratelimited": "true", "Retry-After": str(self.retry_after_s)}
 
-    def body(self) -> dict[str, object]:
+    def body(self) -> dict[str, int | str]:
         # [INF] VALR's error body for a 429; code -1 and this text are not documented.
         return {"code": -1, "message": f"Rate limit exceeded ({self.scope}: {self.limit})"}
 

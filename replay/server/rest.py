@@ -30,6 +30,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INVALID_JSON = (-113, "Invalid JSON payload")  # [C-code CCXT] code and text
 INVALID_REQUEST = (-1, "Invalid Request, please check your request and try again")
 ORDER_NOT_FOUND = (-1, "Invalid Order. ")  # [C-code CCXT]; note the trailing space
+# [INF] VALR's answer to a path (or a method on a path) it does not serve is undocumented:
+# 404 in its error shape, the message naming the request so a trace shows what was called.
+UNKNOWN_ROUTE = (-1, "No such route")
 MAX_BATCH = 20
 
 
@@ -85,7 +88,7 @@ SIGNED: set[tuple[str, str]] = set()  # (method, canonical route) that need a si
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     fake = _fake(request)
-    if request.path.startswith("/ws/"):
+    if request.path.startswith("/ws/") and not _unknown_route(request):
         return await handler(request)
     conn = fake.next_conn_id("rest")
     raw = await request.read()
@@ -163,7 +166,7 @@ def _played(handler: Handler) -> Handler:
         except Diverged as exc:
             if fake.diverge(exc.divergence):
                 return await handler(request)
-            raise ApiError(500, -1, f"replay divergence: {exc.divergence.reason}")
+            raise ApiError(500, -1, f"replay divergence: {exc.divergence.reason}") from exc
         if reply is None:  # the recording lost this request's response
             raise ApiError(500, -1, "replay: the capture has no response to this request")
         placed = (reply.message or {}).get("body") if isinstance(reply.message, dict) else None
@@ -184,6 +187,12 @@ def _played(handler: Handler) -> Handler:
     return play
 
 
+def _unknown_route(request: web.Request) -> bool:
+    """No route serves this method and path (aiohttp's 404, and its 405 for a path that
+    matches a template of another method: /v1/orders/abc is DELETE /v1/orders/{pair})."""
+    return request.match_info.http_exception is not None
+
+
 def _route_of(request: web.Request) -> str:
     info = request.match_info
     route = getattr(info, "route", None)
@@ -198,7 +207,10 @@ async def _checked(request: web.Request, handler: Handler, fake: "FakeValr", rou
                                      api_key=api_key)
     if limited is not None:
         body = limited.body()
-        raise ApiError(429, int(body["code"]), str(body["message"]), limited.headers())  # type: ignore[arg-type]
+        raise ApiError(429, int(body["code"]), str(body["message"]), limited.headers())
+    if _unknown_route(request):
+        # Before the signature and body checks (and the playback): the route is the problem.
+        raise ApiError(404, UNKNOWN_ROUTE[0], f"{UNKNOWN_ROUTE[1]}: {request.method} {request.path}")
     if (request.method, route) in SIGNED:
         verdict = check_signature(
             request.headers, request.method, request.path_qs, request[RAW_BODY],
@@ -216,15 +228,15 @@ async def _checked(request: web.Request, handler: Handler, fake: "FakeValr", rou
         try:
             request[JSON] = json.loads(request[RAW_BODY])
         except ValueError:
-            raise ApiError(400, *INVALID_JSON)
+            raise ApiError(400, *INVALID_JSON) from None
     else:
         request[JSON] = None
     try:
         return await handler(request)
     except codec.CodecError as exc:
-        raise ApiError(400, int(exc.code), str(exc.message))
+        raise ApiError(400, int(exc.code), str(exc.message)) from exc
     except ExchangeError as exc:
-        raise ApiError(400, int(exc.code), exc.message)
+        raise ApiError(400, int(exc.code), exc.message) from exc
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -254,7 +266,7 @@ def _int_query(request: web.Request, name: str, default: int, lo: int = 0, hi: i
     try:
         n = int(value)
     except ValueError:
-        raise ApiError(400, INVALID_REQUEST[0], f"query parameter {name} must be an integer")
+        raise ApiError(400, INVALID_REQUEST[0], f"query parameter {name} must be an integer") from None
     if not lo <= n <= hi:
         raise ApiError(400, INVALID_REQUEST[0], f"query parameter {name} must be between {lo} and {hi}")
     return n
@@ -298,6 +310,30 @@ async def get_orderbook(request: web.Request) -> web.Response:
     return _json_response(codec.orderbook_json(fake.exchange.book(pair, fake.book_depth), fake.book_depth))
 
 
+async def get_currencies(request: web.Request) -> web.Response:
+    """Every currency of the exchange config: the pairs' bases and quotes, then any other
+    currency an account holds, in order of first appearance."""
+    fake = _fake(request)
+    places: dict[str, int | None] = {}
+    for spec in fake.exchange.pairs.values():
+        places.setdefault(spec.base, spec.base_decimals)
+        places.setdefault(spec.quote, None)
+    for acct in fake.config.accounts:
+        for currency in acct.balances:
+            places.setdefault(currency, None)
+    return _json_response([codec.public_currency_json(code, dp) for code, dp in places.items()])
+
+
+async def get_public_trades(request: web.Request) -> web.Response:
+    fake = _fake(request)
+    pair = _pair(request, request.match_info["pair"])
+    # [INF] VALR: default and maximum 100 per page, newest first, skip for paging.
+    limit = _int_query(request, "limit", 100, 1, 100)
+    skip = _int_query(request, "skip", 0)
+    trades = fake.exchange.recent_trades(pair, skip + limit)[skip:]
+    return _json_response([codec.public_trade_json(t) for t in trades])
+
+
 async def get_market_summaries(request: web.Request) -> web.Response:
     fake = _fake(request)
     return _json_response([codec.market_summary_json(fake.exchange.market_summary(p)) for p in fake.exchange.pairs])
@@ -329,6 +365,24 @@ async def get_trade_history(request: web.Request) -> web.Response:
     # The exchange keeps no per-account fill list; the server keeps the AccountTrade events it routed.
     fills = [e for e in reversed(fake.account_trades.get(_account(request), [])) if e.trade.pair == pair]
     return _json_response([codec.account_trade_json(e) for e in fills[skip:skip + limit]])
+
+
+async def get_transaction_history(request: web.Request) -> web.Response:
+    """The account's transaction history, newest first. Only fills are modelled (no deposits,
+    withdrawals or transfers): one record per fill, as NEW_ACCOUNT_HISTORY_RECORD carries it.
+    ``transactionTypes`` (comma-separated, e.g. LIMIT_BUY,MARKET_SELL) filters; other VALR
+    filters (currency, startTime, endTime, beforeId) are not supported and are ignored [INF]."""
+    fake = _fake(request)
+    # [INF] VALR's page size: default 100, at most 200.
+    limit = _int_query(request, "limit", 100, 1, 200)
+    skip = _int_query(request, "skip", 0)
+    wanted = {t.strip().upper() for t in request.query.get("transactionTypes", "").split(",") if t.strip()}
+    pairs = fake.exchange.pairs
+    records = [codec.account_history_json(e, pairs.get(e.trade.pair))
+               for e in reversed(fake.account_trades.get(_account(request), []))]
+    if wanted:
+        records = [r for r in records if r["transactionType"]["type"] in wanted]
+    return _json_response(records[skip:skip + limit])
 
 
 async def get_marketdata_orderbook(request: web.Request) -> web.Response:
@@ -419,6 +473,10 @@ async def get_history_detail_id(request: web.Request) -> web.Response:
     return _json_response(codec.history_detail_json(_find(request, order_id=request.match_info["id"])))
 
 
+async def get_history_detail_cid(request: web.Request) -> web.Response:
+    return _json_response(codec.history_detail_json(_find(request, customer_order_id=request.match_info["cid"])))
+
+
 BATCH_TYPES = {
     "PLACE_LIMIT": ("PLACE_LIMIT", "parse_limit"),
     "PLACE_MARKET": ("PLACE_MARKET", "parse_market"),
@@ -466,9 +524,12 @@ def add_routes(app: web.Application) -> None:
     add("GET", "/v1/public/pairs", get_pairs, False)
     add("GET", "/v1/public/pairs/{type}", get_pairs, False)
     add("GET", "/v1/public/marketsummary", get_market_summaries, False)
+    add("GET", "/v1/public/currencies", get_currencies, False)
     add("GET", "/v1/public/{pair}/orderbook", get_orderbook, False)
     add("GET", "/v1/public/{pair}/marketsummary", get_market_summary, False)
+    add("GET", "/v1/public/{pair}/trades", get_public_trades, False)
     add("GET", "/v1/account/balances", get_balances, True)
+    add("GET", "/v1/account/transactionhistory", get_transaction_history, True)
     add("GET", "/v1/account/{pair}/tradehistory", get_trade_history, True)
     add("GET", "/v1/marketdata/{pair}/orderbook", get_marketdata_orderbook, True)
     add("POST", "/v1/orders/limit", post_limit_v1, True)
@@ -483,6 +544,7 @@ def add_routes(app: web.Application) -> None:
     add("GET", "/v1/orders/history/summary/orderid/{id}", get_history_summary_id, True)
     add("GET", "/v1/orders/history/summary/customerorderid/{cid}", get_history_summary_cid, True)
     add("GET", "/v1/orders/history/detail/orderid/{id}", get_history_detail_id, True)
+    add("GET", "/v1/orders/history/detail/customerorderid/{cid}", get_history_detail_cid, True)
     add("GET", "/v1/orders/{pair}/orderid/{id}", get_order_by_id, True)
     add("GET", "/v1/orders/{pair}/customerorderid/{cid}", get_order_by_cid, True)
     add("POST", "/v1/batch/orders", post_batch, True)

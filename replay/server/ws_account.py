@@ -129,9 +129,9 @@ def _command(fake: "FakeValr", conn: "WsConn", type_: str, message: dict[str, An
         fake.send(conn, codec.invalid_request(invalid_type, client_msg_id, exc.message, errors))
         return
     if command == "PLACE_LIMIT":
-        reply = codec.place_limit_response(client_msg_id, sub.order_id, sub.customer_order_id)
+        reply = codec.place_limit_response(client_msg_id, sub.placed_order_id, sub.customer_order_id)
     elif command == "PLACE_MARKET":
-        reply = codec.place_market_response(client_msg_id, sub.order_id, sub.customer_order_id)
+        reply = codec.place_market_response(client_msg_id, sub.placed_order_id, sub.customer_order_id)
     else:
         reply = codec.cancel_response(client_msg_id, sub.order_id, sub.customer_order_id)
     fake.send(conn, reply)
