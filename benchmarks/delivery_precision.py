@@ -2,9 +2,9 @@
 
 FakeValr runs on a normal asyncio loop with a zero-latency ``DeliverySchedule``; the benchmark
 pushes ``n`` messages into the schedule (each ~10 ms before it is due) with ``deliver_at`` evenly
-spaced at the target rate (1k, 5k messages/s) and measures, per message, the loop time at which the dispatcher handed the
-frame to the socket (the trace record written right after ``send_str``) and the time the
-websockets client received it.
+spaced at the target rate (1k, 5k messages/s) and measures, per message, the loop time at
+which the dispatcher handed the frame to the socket (the trace record written right after
+``send_str``) and the time the websockets client received it.
 
 Baseline: a bare websockets server sending the same pre-serialised frames on the same
 schedule (``asyncio.sleep`` until due, then ``send``): the timer precision of asyncio on this
@@ -107,7 +107,9 @@ async def _fake_round(messages: list[dict[str, Any]], rate: float) -> tuple[list
 SPIN_S = 0.0015  # the spin variant sleeps until this long before a due time, then yields
 
 
-async def _bare_round(frames: list[str], rate: float, spin: bool = False) -> tuple[list[float], list[float], list[float]]:
+async def _bare_round(
+    frames: list[str], rate: float, spin: bool = False
+) -> tuple[list[float], list[float], list[float]]:
     loop = asyncio.get_running_loop()
     n = len(frames)
     handoff = [0.0] * n
@@ -144,7 +146,7 @@ async def _bare_round(frames: list[str], rate: float, spin: bool = False) -> tup
 
 
 def _lateness(scheduled: list[float], actual: list[float]) -> list[float]:
-    return [abs(a - s) for s, a in zip(scheduled, actual)]
+    return [abs(a - s) for s, a in zip(scheduled, actual, strict=True)]
 
 
 async def _measure(size: str) -> list[Figure]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 
-def _import_runner():  # type: ignore[no-untyped-def]
+def _import_runner():
     root = Path(__file__).resolve().parents[1]
     if (root / "benchmarks" / "runner.py").is_file() and str(root) not in sys.path:
         sys.path.insert(0, str(root))

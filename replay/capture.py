@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
@@ -509,7 +509,9 @@ def validate_header(path: str | Path, obj: Any) -> dict[str, Any]:
             path, f"line 1: capture format version {version} is newer than this reader supports ({SUPPORTED_VERSION})"
         )
     if "source" in obj and obj["source"] not in SOURCES:
-        raise CaptureError(path, f"line 1: header field 'source' must be one of {', '.join(SOURCES)}, got {obj['source']!r}")
+        raise CaptureError(
+            path, f"line 1: header field 'source' must be one of {', '.join(SOURCES)}, got {obj['source']!r}"
+        )
     return obj
 
 

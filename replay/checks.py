@@ -324,7 +324,8 @@ class ServerView:
                 if r["type"] == "ORDER_STATUS_UPDATE" and isinstance(payload, dict):
                     oid = payload.get("orderId")
                     if oid:
-                        self._apply(r["t"], i, oid, payload.get("customerOrderId"), str(payload.get("orderStatusType", "")))
+                        self._apply(r["t"], i, oid, payload.get("customerOrderId"),
+                                    str(payload.get("orderStatusType", "")))
                 elif r["type"] == "OPEN_ORDERS_UPDATE":
                     if isinstance(payload, dict):  # R3's {accountId, orders} shape
                         payload = payload.get("orders")
@@ -385,8 +386,8 @@ class ServerView:
 
     def _apply_snapshot(self, t: int, i: int, listed: list[tuple[str | None, str | None]]) -> None:
         ids = {oid for oid, _ in listed if oid}
-        for oid in sorted(self.open_now - ids):  # closes first: a replacement is no excursion
-            self._apply(t, i, oid, None, "absent")
+        for gone in sorted(self.open_now - ids):  # closes first: a replacement is no excursion
+            self._apply(t, i, gone, None, "absent")
         for oid, cid in listed:
             if oid:
                 self._apply(t, i, oid, cid, "Placed")
@@ -569,7 +570,7 @@ def build_timeline(
     lo, hi = max(0, center - WINDOW_RECORDS), min(len(records) - 1, center + WINDOW_RECORDS)
     lines = show.lines(center)
     local = lines is None
-    if local:
+    if lines is None:
         lines = [format_record(i, records[i], i == center) for i in range(lo, hi + 1) if _is_record(records[i])]
     t0 = records[center].get("t", 0)
     extra = [
@@ -756,7 +757,8 @@ def check_duplicate_orders(ctx: _Ctx) -> CheckResult:
     violation = None
     if dups:
         d = dups[0]
-        violation = (d.index, f"order {d.order_id} accepted with customerOrderId {d.cid} while {d.other} is open", {d.cid, d.order_id, d.other})
+        violation = (d.index, f"order {d.order_id} accepted with customerOrderId {d.cid} while {d.other} is open",
+                     {d.cid, d.order_id, d.other})
     return _judge(ctx, "duplicate_orders", len(dups), figures, violation, "accepted duplicates")
 
 
@@ -805,7 +807,7 @@ def check_orders_closed(ctx: _Ctx) -> CheckResult:
         old = sorted((idx, o) for a, idx, o in ages if a > limit_ns)
         if old:
             idx, o = old[0]
-            violation = (idx, f"order {o.order_id} open longer than {ctx.spec.thresholds['max_order_age_cycles']} cycles", {o.order_id})
+            violation = (idx, f"order {o.order_id} open longer than {age_limit} cycles", {o.order_id})
     return _judge(ctx, "orders_closed", len(unclosed), figures, violation, "unclosed orders")
 
 
@@ -846,7 +848,8 @@ def check_false_cancels(ctx: _Ctx) -> CheckResult:
     violation = None
     if found:
         idx, cid, to, ids = found[0]
-        violation = (idx, f"client marked {cid} {to} but the exchange still holds it open {ctx.spec.grace_s}s later", ids)
+        violation = (idx, f"client marked {cid} {to} but the exchange still holds it open {ctx.spec.grace_s}s later",
+                     ids)
     return _judge(ctx, "false_cancels", len(found), figures, violation, "false cancels")
 
 
@@ -904,7 +907,8 @@ def check_phantom_open(ctx: _Ctx) -> CheckResult:
     violation = None
     if found:
         _, idx, cid = found[0]
-        violation = (idx, f"client believes {cid} OPEN but the exchange has not held it open for {ctx.spec.grace_s}s", {cid})
+        violation = (idx, f"client believes {cid} OPEN but the exchange has not held it open for {ctx.spec.grace_s}s",
+                     {cid})
     return _judge(ctx, "phantom_open", len(found), figures, violation, "phantom open orders")
 
 
@@ -956,7 +960,8 @@ def check_final_state_exit(ctx: _Ctx) -> CheckResult:
     if exits:
         i, r = exits[0]
         d = _data(r)
-        violation = (i, f"{d.get('client_order_id')} left final state {d.get('from')} for {d.get('to')}", {d.get("client_order_id") or ""})
+        violation = (i, f"{d.get('client_order_id')} left final state {d.get('from')} for {d.get('to')}",
+                     {d.get("client_order_id") or ""})
     return _judge(ctx, "final_state_exit", len(exits), figures, violation, "exits from a final state")
 
 
@@ -1021,10 +1026,10 @@ def _cancel_requests(ctx: _Ctx) -> dict[str, list[tuple[int, int]]]:
         elif r["kind"] == "client" and r["type"] == "ORDER_STATE" and d.get("to") == "PENDING_CANCEL":
             add(d.get("client_order_id"), d.get("exchange_order_id"), r["t"], i)
         elif r["kind"] == "ws" and r.get("dir") == "out" and r["type"] == "CANCEL_LIMIT_ORDER":
-            p = d.get("payload") if isinstance(d.get("payload"), dict) else {}
+            p = payload if isinstance(payload := d.get("payload"), dict) else {}
             add(p.get("customerOrderId"), p.get("orderId"), r["t"], i)
         elif r["kind"] == "rest" and r.get("dir") == "out" and r["type"].startswith("DELETE /v1/orders/order"):
-            body = d.get("body") if isinstance(d.get("body"), dict) else {}
+            body = raw if isinstance(raw := d.get("body"), dict) else {}
             add(body.get("customerOrderId"), body.get("orderId"), r["t"], i)
     for t, i, oid, cid in ctx.server.cancel_commands:
         add(cid, oid, t, i)
@@ -1075,7 +1080,8 @@ def check_cancel_resolves(ctx: _Ctx) -> CheckResult:
 
 def check_requote(ctx: _Ctx) -> CheckResult:
     spec = ctx.spec
-    strat = [(i, r) for i, r in enumerate(ctx.records) if _is_record(r) and r["kind"] == "strategy" and r["type"] in ("CREATE", "CANCEL")]
+    strat = [(i, r) for i, r in enumerate(ctx.records)
+             if _is_record(r) and r["kind"] == "strategy" and r["type"] in ("CREATE", "CANCEL")]
     if not strat:
         return _skipped("requote", "no strategy records in the trace")
     bound = int((spec.refresh_s + spec.requote_bound_s) * 1e9)
@@ -1099,7 +1105,8 @@ def check_requote(ctx: _Ctx) -> CheckResult:
     # cancel set whose cycle saw a fill is exempt. Fills: client FILLED, else exchange Filled.
     quoted = {_data(r).get("client_order_id") for _, r in strat if r["type"] == "CREATE"}
     fills = sorted(
-        [st.t for cid in quoted if cid in ctx.client.orders for st in ctx.client.orders[cid].states if st.to == "FILLED"]
+        [st.t for cid in quoted if cid in ctx.client.orders
+         for st in ctx.client.orders[cid].states if st.to == "FILLED"]
         + [c[0] for o in ctx.server.orders.values() if o.cid in quoted for c in o.changes if c[3] == "Filled"]
     )
     gaps: list[float] = []
@@ -1117,7 +1124,8 @@ def check_requote(ctx: _Ctx) -> CheckResult:
             gaps.append(_s(create[1]["t"] - t))
         elif create is not None:
             gaps.append(_s(create[1]["t"] - t))
-            late.append((i, f"fresh quotes {_s(create[1]['t'] - t):.3f}s after the cancel set (bound {_s(bound):.3f}s)"))
+            late.append((i, f"fresh quotes {_s(create[1]['t'] - t):.3f}s after the cancel set "
+                            f"(bound {_s(bound):.3f}s)"))
         elif t + bound < cutoff:
             late.append((i, f"no fresh quotes after the cancel set (bound {_s(bound):.3f}s)"))
     figures = {
@@ -1127,7 +1135,7 @@ def check_requote(ctx: _Ctx) -> CheckResult:
         "p50_gap_ms": _ms(_pct(gaps, 50)),
         "max_gap_ms": _ms(max(gaps) if gaps else None),
     }
-    violation = (late[0][0], late[0][1], set()) if late else None
+    violation: tuple[int, str, set[str]] | None = (late[0][0], late[0][1], set()) if late else None
     return _judge(ctx, "requote", len(late), figures, violation, "late requotes")
 
 

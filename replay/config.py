@@ -64,7 +64,7 @@ import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Mapping
+from typing import AbstractSet, Any, Mapping
 
 from replay.exchange.model import PairSpec
 
@@ -199,7 +199,9 @@ class _V:
             raise self.err(key, f"expected a table, got {_tname(value)}")
         return value
 
-    def keys(self, table: Mapping, key: str, allowed: set[str], required: set[str] = frozenset()) -> None:
+    def keys(
+        self, table: Mapping, key: str, allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()
+    ) -> None:
         for k in table:
             if k not in allowed:
                 raise self.err(_join(key, k), f"unknown key (allowed: {', '.join(sorted(allowed))})")

@@ -51,7 +51,9 @@ def parse_duration(value: Any, key: str | None = None) -> float:
             raise SpecError(key, f"bad duration {value!r}: expected e.g. '250ms', '5s', '1m' or a number of seconds")
         seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
     else:
-        raise SpecError(key, f"expected a duration like '250ms', '5s', '1m' or a number of seconds, got {type(value).__name__}")
+        raise SpecError(
+            key, f"expected a duration like '250ms', '5s', '1m' or a number of seconds, got {type(value).__name__}"
+        )
     if not math.isfinite(seconds) or seconds < 0:
         raise SpecError(key, f"bad duration {value!r}: must be a finite number >= 0")
     return seconds
@@ -61,7 +63,8 @@ def parse_duration(value: Any, key: str | None = None) -> float:
 
 
 class Distribution(Protocol):
-    spec: str
+    @property
+    def spec(self) -> str: ...  # read-only: the implementations are frozen dataclasses
 
     def sample(self, rng: random.Random) -> float: ...
 

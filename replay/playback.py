@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator, NoReturn
 
 __all__ = ["Playback", "Release", "Divergence", "Diverged", "describe_request", "OPEN_STATUSES"]
 
@@ -416,7 +416,7 @@ class _Scratch:
 def _order_ids(rec: dict[str, Any]) -> list[tuple[str | None, str | None]]:
     """(order id, customerOrderId) pairs a single-order message or event is about; [] for
     snapshots (OPEN_ORDERS_UPDATE lists many) and messages about no order."""
-    data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+    data = raw if isinstance(raw := rec.get("data"), dict) else {}
     if rec.get("kind") == "event":
         order = data.get("order")
         if isinstance(order, dict):
@@ -463,6 +463,7 @@ class Playback:
         max_skip: int = 2,
         market_source: Callable[[], Iterator[dict[str, Any]]] | None = None,
         _store: Any = None,
+        _located: Iterable[tuple[Any, dict[str, Any]]] | None = None,
     ):
         if not speed > 0:
             raise ValueError(f"speed: must be > 0, got {speed!r}")
@@ -484,7 +485,8 @@ class Playback:
         self._rq_resp = array("i")
         self._seg_start = array("i", [0, 0])
         self._seg_refs = array("i")
-        items = records if _store is not None else ((None, rec) for rec in records)
+        # from_file: (location in ``_store``, record) pairs instead of ``records``
+        items = _located if _located is not None else ((None, rec) for rec in records)
         market: list[dict[str, Any]] = []
         self._index(items, market if market_source is None else None)
         self._market_source = market_source if market_source is not None else (lambda: iter(market))
@@ -529,7 +531,7 @@ class Playback:
         def market() -> Iterator[dict[str, Any]]:
             return open_capture(path).iter_raw(_is_market, reader.slice_check)
 
-        pb = cls(located, header=reader.header, market_source=market, _store=store, **kw)
+        pb = cls((), header=reader.header, market_source=market, _store=store, _located=located, **kw)
         pb.problems = list(reader.problems)
         return pb
 
@@ -567,7 +569,7 @@ class Playback:
 
         def add_message(loc: Any, rec: dict[str, Any]) -> None:
             nonlocal o2c_seq, n_msgs
-            data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+            data = raw if isinstance(raw := rec.get("data"), dict) else {}
             j = n_msgs
             n_msgs += 1
             ref = store.add(loc, rec)
@@ -610,7 +612,7 @@ class Playback:
                         self._account_open_t = int(rec["t"])
                     add_message(loc, rec)
             elif kind == "rest":
-                data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+                data = raw if isinstance(raw := rec.get("data"), dict) else {}
                 if direction == "out":
                     method = str(data.get("method") or str(typ).split(" ")[0]).upper()
                     if method in ("GET", "HEAD"):
@@ -630,7 +632,7 @@ class Playback:
                             resp_o2c.append((i, body["id"], cid))
                     elif conn in get_pending:
                         position, out = get_pending.pop(conn)
-                        odata = out.get("data") if isinstance(out.get("data"), dict) else {}
+                        odata = raw if isinstance(raw := out.get("data"), dict) else {}
                         method = str(odata.get("method") or "GET").upper()
                         path = str(odata.get("path") or str(out.get("type", "")).partition(" ")[2])
                         self.gets.setdefault((method, path), []).append(
@@ -669,7 +671,7 @@ class Playback:
     def _request(self, i: int) -> _Request:
         rec = self._store.get(self._rq_ref[i])
         if rec.get("kind") == "rest":
-            data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+            data = raw if isinstance(raw := rec.get("data"), dict) else {}
             desc = describe_request("rest", data)
         else:
             desc = describe_request("ws", rec.get("data"))
@@ -855,7 +857,7 @@ class Playback:
                                     self.remap(response.get("data")), req.conn))
         return releases
 
-    def _diverge(self, now: float, reason: str, live: dict[str, Any], expected: _Request | None) -> None:
+    def _diverge(self, now: float, reason: str, live: dict[str, Any], expected: _Request | None) -> NoReturn:
         self.divergence = Divergence(
             now, reason, live, dict(expected.desc) if expected is not None else None,
             expected.t / 1e6 if expected is not None else None, self.matched)

@@ -18,9 +18,12 @@ import asyncio
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
+
+if TYPE_CHECKING:
+    from .server.app import FakeValr
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,7 +83,8 @@ class ScenarioItem(pytest.Item):
             from .runner import reproduce_command
 
             result = excinfo.value.args[0]
-            lines = [f"{self.scenario.name} under {self.policy}: checks not as expected: {', '.join(result.unexpected)}",
+            lines = [f"{self.scenario.name} under {self.policy}: checks not as expected: "
+                     f"{', '.join(result.unexpected)}",
                      f"reproduce: {reproduce_command(self.scenario, self.policy, result.seed)}"]
             for c in result.checks:
                 mark = {True: "held", False: "VIOLATED", None: "-"}[c.held]
@@ -115,22 +119,22 @@ class _ServerThread:
         self._kwargs = kwargs
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="valr-replay-server", daemon=True)
-        self.server = None
+        self.server: FakeValr | None = None
 
     def start(self) -> RunningServer:
         from .server.app import FakeValr
 
         self._thread.start()
 
-        async def boot():
+        async def boot() -> FakeValr:
             server = FakeValr(**self._kwargs)
             await server.start("127.0.0.1", 0)
             return server
 
-        self.server = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(timeout=30)
-        account = self.server.config.accounts[0]
-        return RunningServer(self.server.rest_url, self.server.ws_account_url, self.server.ws_trade_url,
-                             account.api_key, account.api_secret, self.server)
+        server = self.server = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(timeout=30)
+        account = server.config.accounts[0]
+        return RunningServer(server.rest_url, server.ws_account_url, server.ws_trade_url,
+                             account.api_key, account.api_secret, server)
 
     def stop(self) -> None:
         try:

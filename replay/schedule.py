@@ -280,8 +280,8 @@ class DeliverySchedule:
         self.perturbations: tuple[Perturbation, ...] = tuple(perturbations)
         self.start = start
         self.applied: list[Applied] = []
-        #: called with each Applied as it happens (the runner writes them into the trace)
-        self.on_applied: Callable[[Applied], None] | None = None
+        #: called with each Applied as it happens (the runner writes them into the trace); its result is ignored
+        self.on_applied: Callable[[Applied], object] | None = None
         self._rng = random.Random(seed)
         self._queue: SortedList = SortedList()
         self._seq = itertools.count()
@@ -388,7 +388,8 @@ class DeliverySchedule:
         # Copies are injected traffic, not produced messages: they do not hold back later
         # messages of their type (a stale snapshot 6 s late must not delay the fresh ones).
         for gap in copies:
-            self._queue.add(Delivery(deliver_at + gap, next(self._seq), conn, "message", msg_type, copy.deepcopy(message)))
+            self._queue.add(Delivery(deliver_at + gap, next(self._seq), conn, "message", msg_type,
+                                     copy.deepcopy(message)))
         for gap, old in stale:
             self._queue.add(Delivery(deliver_at + gap, next(self._seq), conn, "message", msg_type, copy.deepcopy(old)))
         for p in disconnects:
@@ -448,12 +449,12 @@ class DeliverySchedule:
             self._queue.remove(d)
             self._held.pop(d.seq, None)
             self._disconnect_names.pop(d.seq, None)
-        for key in [k for k in self._groups if k[1] == conn]:
-            del self._groups[key]
-        for key in [k for k in self._last if k[0] == conn]:
-            del self._last[key]
-        for key in [k for k in self._history if k[0] == conn]:
-            del self._history[key]
+        for group_key in [k for k in self._groups if k[1] == conn]:
+            del self._groups[group_key]
+        for last_key in [k for k in self._last if k[0] == conn]:
+            del self._last[last_key]
+        for history_key in [k for k in self._history if k[0] == conn]:
+            del self._history[history_key]
 
     def note_order(self, now: float, order_id: str) -> None:
         """Tell the schedule the bot placed ``order_id`` (REST placements, whose replies do not
@@ -603,7 +604,7 @@ class DeliverySchedule:
         group = self._groups.pop(key)
         shuffled = sorted(group.items, key=lambda item: (item[0], item[1]))
         times = sorted(max(item[2], group.window_end) for item in group.items)
-        for at, (_, _, _, msg_type, message) in zip(times, shuffled):
+        for at, (_, _, _, msg_type, message) in zip(times, shuffled, strict=True):
             self._add_late(at, group.conn, msg_type, message)
 
     def _release_holds(self, delivered: Delivery) -> None:
@@ -614,7 +615,8 @@ class DeliverySchedule:
             self._queue.remove(hold.delivery)
             d = hold.delivery
             self._queue.add(
-                Delivery(max(delivered.deliver_at, hold.normal_at), next(self._seq), d.conn, d.kind, d.msg_type, d.message)
+                Delivery(max(delivered.deliver_at, hold.normal_at), next(self._seq), d.conn, d.kind, d.msg_type,
+                         d.message)
             )
 
 

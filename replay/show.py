@@ -110,7 +110,7 @@ class OrderLabels:
     def compact(self) -> None:
         """Renumber labels o1, o2, ... in order of first appearance (after merges left gaps)."""
         renum: dict[str, str] = {}
-        for i, lab in self._labels.items():
+        for lab in self._labels.values():
             if lab not in renum:
                 renum[lab] = f"o{len(renum) + 1}"
         self._labels = {i: renum[lab] for i, lab in self._labels.items()}
@@ -145,7 +145,8 @@ def _id_pairs(obj: Any) -> Iterator[tuple[Any, Any]]:
         cur = stack.pop()
         if isinstance(cur, dict):
             oid = next((cur[k] for k in ORDER_ID_KEYS if isinstance(cur.get(k), (str, int)) and cur.get(k) != ""), None)
-            cid = next((cur[k] for k in CLIENT_ID_KEYS if isinstance(cur.get(k), (str, int)) and cur.get(k) != ""), None)
+            cid = next((cur[k] for k in CLIENT_ID_KEYS if isinstance(cur.get(k), (str, int)) and cur.get(k) != ""),
+                       None)
             if oid is not None or cid is not None:
                 yield oid, cid
             for k in ("maker_order_id", "taker_order_id"):
@@ -198,7 +199,8 @@ def record_mentions(record: dict[str, Any], wanted: str, labels: OrderLabels | N
         if isinstance(path, str) and wanted in path:
             return True
     for i in ids:
-        if i == wanted or (len(wanted_tail) >= 6 and i.endswith(wanted_tail)) or (len(wanted) >= 8 and i.startswith(wanted)):
+        if (i == wanted or (len(wanted_tail) >= 6 and i.endswith(wanted_tail))
+                or (len(wanted) >= 8 and i.startswith(wanted))):
             return True
         if wanted_labels and labels is not None and labels.get(i) in wanted_labels:
             return True
@@ -252,8 +254,8 @@ def _order_summary(d: dict[str, Any], labels: OrderLabels | None) -> str:
     for k in ("success", "requested", "accepted"):
         if k in d:
             parts.append(f"{k}={d[k]}")
-    reason = next((d[k] for k in ("failedReason", "failureReason", "failed_reason", "failure_reason", "message", "reason")
-                   if d.get(k) not in (None, "")), None)
+    reason_keys = ("failedReason", "failureReason", "failed_reason", "failure_reason", "message", "reason")
+    reason = next((d[k] for k in reason_keys if d.get(k) not in (None, "")), None)
     if reason is not None:
         parts.append(f"({reason})")
     return " ".join(str(p) for p in parts)
@@ -370,7 +372,9 @@ def format_record(record: dict[str, Any], labels: OrderLabels | dict[str, str] |
     if len(summary) > SUMMARY_WIDTH:
         summary = summary[: SUMMARY_WIDTH - 1] + "…"
     arrow = ARROWS.get(str(record.get("dir")), "?")
-    return f"{_fmt_t(record.get('t')):>14}  {str(record.get('conn', '?')):<11} {arrow:<2}  {str(record.get('type', '?')):<26} {summary}".rstrip()
+    conn = str(record.get("conn", "?"))
+    rtype = str(record.get("type", "?"))
+    return f"{_fmt_t(record.get('t')):>14}  {conn:<11} {arrow:<2}  {rtype:<26} {summary}".rstrip()
 
 
 def timeline(
@@ -480,10 +484,13 @@ def _styled(line: str, labels: OrderLabels):
 @click.command("show")
 @click.argument("capture", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--type", "types", multiple=True, metavar="T", help="Only records of this type (glob, repeatable).")
-@click.option("--kind", "kinds", multiple=True, metavar="K", help="Only records of this kind: ws, rest, event, client, strategy, meta (repeatable).")
-@click.option("--order", "order", metavar="ID", help="Only records that mention this order (order id, customer id, short id or label like o3).")
+@click.option("--kind", "kinds", multiple=True, metavar="K",
+              help="Only records of this kind: ws, rest, event, client, strategy, meta (repeatable).")
+@click.option("--order", "order", metavar="ID",
+              help="Only records that mention this order (order id, customer id, short id or label like o3).")
 @click.option("--around", "around", metavar="TIME", help="Centre on a time: ms offset (1234.5) or ISO wall time.")
-@click.option("--window", "window", type=float, default=2.0, show_default=True, metavar="S", help="Seconds either side of --around.")
+@click.option("--window", "window", type=float, default=2.0, show_default=True, metavar="S",
+              help="Seconds either side of --around.")
 @click.option("--limit", "limit", type=int, default=None, metavar="N", help="Print at most N records.")
 @click.option("--color/--no-color", "color", default=None, help="Colour order labels (default: when a terminal).")
 def show(capture: str, types: tuple[str, ...], kinds: tuple[str, ...], order: str | None, around: str | None,

@@ -31,7 +31,7 @@ def test_start_places_a_ladder_outside_a_10bps_quote():
     assert len(book.asks) == len(book.bids) == 10
     # The inner levels sit 15 bps out: a bot quoting at 10 bps is the best price.
     assert book.bids[0].price <= mid * D("0.9985") and book.asks[0].price >= mid * D("1.0015")
-    assert all(l.price % 1 == 0 for l in book.asks + book.bids)
+    assert all(level.price % 1 == 0 for level in book.asks + book.bids)
     assert ex.book("ETHZAR").asks
     assert "__market__" in ex.accounts and "__market__-taker" in ex.accounts
 
@@ -78,8 +78,9 @@ def test_fills_a_resting_bot_order_within_n_steps():
         ex.cancel_all(ts, "demo", "BTCZAR")
         book = ex.book("BTCZAR", 1)
         mid = (book.asks[0].price + book.bids[0].price) / 2
-        bid, _ = ex.place_limit(ts, "demo", LimitRequest("BTCZAR", Side.BUY, D("0.001"), (mid * D("0.999")).quantize(D(1))))
-        ask, _ = ex.place_limit(ts, "demo", LimitRequest("BTCZAR", Side.SELL, D("0.001"), (mid * D("1.001")).quantize(D(1))))
+        bid_price, ask_price = (mid * D("0.999")).quantize(D(1)), (mid * D("1.001")).quantize(D(1))
+        bid, _ = ex.place_limit(ts, "demo", LimitRequest("BTCZAR", Side.BUY, D("0.001"), bid_price))
+        ask, _ = ex.place_limit(ts, "demo", LimitRequest("BTCZAR", Side.SELL, D("0.001"), ask_price))
         events = bg.step(ts + 500)
         fills = [e for e in events if isinstance(e, AccountTrade) and e.account == "demo"]
         if fills:

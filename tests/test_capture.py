@@ -251,7 +251,8 @@ def test_empty_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_older_version_accepted_and_unknown_header_fields_kept(tmp_path: Path) -> None:
-    path = write_raw(tmp_path / "v0.jsonl", '{"format":"valr-replay-capture","version":0,"whatever":1}\n' + json.dumps(rec(1)) + "\n")
+    path = write_raw(tmp_path / "v0.jsonl",
+                     '{"format":"valr-replay-capture","version":0,"whatever":1}\n' + json.dumps(rec(1)) + "\n")
     hdr, got, problems = read_capture(path)
     assert hdr["whatever"] == 1 and len(got) == 1 and problems == []
 
@@ -381,7 +382,7 @@ def test_streaming_reader_memory_stays_flat(tmp_path: Path) -> None:
     try:
         count = 0
         reader = open_capture(path)
-        for r in reader:
+        for _ in reader:
             count += 1
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -465,7 +466,8 @@ def test_scrub_account_ids_anywhere() -> None:
 def test_scrub_balances_optional() -> None:
     r = rec(1)
     r["type"] = "BALANCE_UPDATE"
-    r["data"] = {"type": "BALANCE_UPDATE", "data": {"currency": {"shortName": "BTC"}, "available": "0.8", "reserved": "0.9", "total": "1.7"}}
+    r["data"] = {"type": "BALANCE_UPDATE",
+                 "data": {"currency": {"shortName": "BTC"}, "available": "0.8", "reserved": "0.9", "total": "1.7"}}
     assert scrub_record(r)["data"]["data"]["available"] == "0.8"
     d = scrub_record(r, balances=True)["data"]["data"]
     assert (d["available"], d["reserved"], d["total"]) == (SCRUBBED, SCRUBBED, SCRUBBED)
@@ -487,7 +489,8 @@ def test_writer_always_scrubs(tmp_path: Path, name: str) -> None:
     text = (gzip.decompress(raw) if name.endswith(".gz") else raw).decode()
     assert KEY not in text and SIG not in text and "98765" not in text and "12.5" not in text
     hdr, _, _ = read_capture(path)
-    for n in ("X-VALR-API-KEY", "X-VALR-SIGNATURE", "X-VALR-TIMESTAMP", "X-VALR-SUB-ACCOUNT-ID", "apiKey", "signature", "accountId", "available"):
+    for n in ("X-VALR-API-KEY", "X-VALR-SIGNATURE", "X-VALR-TIMESTAMP", "X-VALR-SUB-ACCOUNT-ID", "apiKey", "signature",
+              "accountId", "available"):
         assert n in hdr["scrubbed"]
     assert find_secrets(path) == []
 

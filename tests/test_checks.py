@@ -28,14 +28,16 @@ class Trace:
 
     def status(self, t_ms, oid, cid, status, account="demo") -> int:
         order = {"order_id": oid, "customer_order_id": cid, "account": account, "status": status, "pair": "BTCZAR"}
-        return self.add(t_ms, "exchange", "local", "event", "OrderStatusChanged", {"ts_ms": 0, "account": account, "order": order})
+        data = {"ts_ms": 0, "account": account, "order": order}
+        return self.add(t_ms, "exchange", "local", "event", "OrderStatusChanged", data)
 
     def failed(self, t_ms, oid, cid, message) -> int:
         data = {"ts_ms": 0, "account": "demo", "order_id": oid, "customer_order_id": cid, "message": message}
         return self.add(t_ms, "exchange", "local", "event", "OrderFailed", data)
 
     def client(self, t_ms, cid, frm, to, where="active", eid=None, reason="") -> int:
-        data = {"client_order_id": cid, "exchange_order_id": eid, "from": frm, "to": to, "reason": reason, "where": where}
+        data = {"client_order_id": cid, "exchange_order_id": eid, "from": frm, "to": to, "reason": reason,
+                "where": where}
         return self.add(t_ms, "client", "local", "client", "ORDER_STATE", data)
 
     def strat(self, t_ms, type, cid) -> int:
@@ -409,7 +411,8 @@ def test_cancel_resolves_from_strategy_and_wire_requests():
     tr.client(2000, "c2", None, "PENDING_CREATE")
     tr.status(2005, "o2", "c2", "Placed")
     tr.client(2010, "c2", "PENDING_CREATE", "OPEN", eid="o2")
-    req = tr.add(3000, "account-1", "out", "ws", "CANCEL_LIMIT_ORDER", {"type": "CANCEL_LIMIT_ORDER", "payload": {"orderId": "o2", "pair": "BTCZAR"}})
+    req = tr.add(3000, "account-1", "out", "ws", "CANCEL_LIMIT_ORDER",
+                 {"type": "CANCEL_LIMIT_ORDER", "payload": {"orderId": "o2", "pair": "BTCZAR"}})
     tr.meta(9000, "RUN_END")
     r = run(tr, thresholds={"cancel_resolves": True})["cancel_resolves"]
     assert r.held is False and r.first_violation["index"] == req
@@ -463,7 +466,8 @@ def test_requote_skipped_without_strategy_records():
 
 def test_wire_fallback_uses_snapshots_and_status_updates():
     tr = Trace()
-    tr.ws_in(0, "OPEN_ORDERS_UPDATE", [{"orderId": "o1", "customerOrderId": "c1"}, {"orderId": "o2", "customerOrderId": "c2"}])
+    tr.ws_in(0, "OPEN_ORDERS_UPDATE",
+             [{"orderId": "o1", "customerOrderId": "c1"}, {"orderId": "o2", "customerOrderId": "c2"}])
     over = tr.ws_in(100, "ORDER_STATUS_UPDATE", {"orderId": "o3", "customerOrderId": "c3", "orderStatusType": "Placed"})
     tr.ws_in(200, "OPEN_ORDERS_UPDATE", [{"orderId": "o3", "customerOrderId": "c3"}])
     res = run(tr, thresholds={"max_open_orders": 2, "nothing_open_after_shutdown": True})
@@ -564,7 +568,9 @@ def test_in_memory_records_holding_event_objects():
 
     tr = Trace()
     for k, oid in enumerate(("a", "b", "c")):
-        tr.add(k, "exchange", "local", "event", "OrderStatusChanged", OrderStatusChanged(0, "demo", view(oid, OrderStatus.PLACED)))
-    tr.add(5, "exchange", "local", "event", "OrderStatusChanged", OrderStatusChanged(0, "demo", view("a", OrderStatus.CANCELLED)))
+        tr.add(k, "exchange", "local", "event", "OrderStatusChanged",
+               OrderStatusChanged(0, "demo", view(oid, OrderStatus.PLACED)))
+    tr.add(5, "exchange", "local", "event", "OrderStatusChanged",
+           OrderStatusChanged(0, "demo", view("a", OrderStatus.CANCELLED)))
     r = run(tr, thresholds={"max_open_orders": 2})["max_open_orders"]
     assert r.figures["peak"] == 3 and r.figures["final"] == 2 and r.first_violation["index"] == 2

@@ -115,7 +115,8 @@ def test_omitted_sections_take_defaults(tmp_path):
     assert set(cfg.market) == {"BTCZAR", "ETHZAR"}
     # Custom pairs without [market]: defaults only for the pairs that have them.
     only_sol = config_from_dict(
-        {"pairs": [{"symbol": "SOLZAR", "base": "SOL", "quote": "ZAR", "tick_size": "1", "min_base": "1", "min_quote": "1"}]},
+        {"pairs": [{"symbol": "SOLZAR", "base": "SOL", "quote": "ZAR", "tick_size": "1", "min_base": "1",
+                    "min_quote": "1"}]},
         "scenario.toml",
     )
     assert only_sol.market == {}
@@ -131,14 +132,17 @@ def test_omitted_sections_take_defaults(tmp_path):
         ("[server]\nrate_limit_per_minute_ip = true\n", "server.rate_limit_per_minute_ip: expected an integer"),
         ("[[pairs]]\nsymbol = \"BTCZAR\"\nbase = \"BTC\"\nquote = \"ZAR\"\ntick_size = \"1\"\nmin_base = \"0.1\"\n",
          "pairs[0].min_quote: missing required key"),
-        ("[[pairs]]\nsymbol = \"BTCZAR\"\nbase = \"BTC\"\nquote = \"ZAR\"\ntick_size = \"abc\"\nmin_base = \"0.1\"\nmin_quote = 1\n",
+        ("[[pairs]]\nsymbol = \"BTCZAR\"\nbase = \"BTC\"\nquote = \"ZAR\"\ntick_size = \"abc\"\n"
+         "min_base = \"0.1\"\nmin_quote = 1\n",
          "pairs[0].tick_size: not a decimal number"),
-        ("[[pairs]]\nsymbol = \"BTCZAR\"\nbase = \"BTC\"\nquote = \"ZAR\"\ntick_size = 0\nmin_base = \"0.1\"\nmin_quote = 1\n",
+        ("[[pairs]]\nsymbol = \"BTCZAR\"\nbase = \"BTC\"\nquote = \"ZAR\"\ntick_size = 0\n"
+         "min_base = \"0.1\"\nmin_quote = 1\n",
          "pairs[0].tick_size: must be positive"),
         ("[[accounts]]\nname = \"a\"\napi_key = \"k\"\n", "accounts[0].api_secret: missing required key"),
         ("[[accounts]]\nname = \"a\"\napi_key = \"k\"\napi_secret = \"s\"\n[accounts.balances]\nBTC = \"-1\"\n",
          "accounts[0].balances.BTC: must not be negative"),
-        ("[[accounts]]\nname = \"a\"\napi_key = \"k\"\napi_secret = \"s\"\n[[accounts]]\nname = \"a\"\napi_key = \"k2\"\napi_secret = \"s\"\n",
+        ("[[accounts]]\nname = \"a\"\napi_key = \"k\"\napi_secret = \"s\"\n"
+         "[[accounts]]\nname = \"a\"\napi_key = \"k2\"\napi_secret = \"s\"\n",
          "accounts[1].name: duplicate account name"),
         ("[market.BTCZAR]\nlevels = 3\n", "market.BTCZAR.mid: missing required key"),
         ("[market.DOGEZAR]\nmid = 1\n", "market.DOGEZAR: no such pair"),

@@ -121,11 +121,13 @@ async def test_start_place_open_cancel_cancelled(env):
     assert len(placed) == 1 and placed[0]["data"]["payload"]["customerOrderId"] == cid
     assert placed[0]["data"]["payload"]["postOnly"] is True
     assert not [r for r in trace.records if r["kind"] == "rest" and r["type"] == "POST /v1/orders/limit"]
-    reasons = [r["data"]["reason"] for r in trace.records if r["type"] == "ORDER_STATE" and r["data"]["client_order_id"] == cid]
+    reasons = [r["data"]["reason"] for r in trace.records
+               if r["type"] == "ORDER_STATE" and r["data"]["client_order_id"] == cid]
     # the ack and ORDER_STATUS_UPDATE "Placed" race each other; either may open the order
     assert reasons[0] == "create" and reasons[1] in ("place_ack", "ws:ORDER_STATUS_UPDATE")
     to_cancel = [r["data"]["reason"] for r in trace.records
-                 if r["type"] == "ORDER_STATE" and r["data"]["client_order_id"] == cid and r["data"]["to"] == "CANCELED"]
+                 if r["type"] == "ORDER_STATE" and r["data"]["client_order_id"] == cid
+                 and r["data"]["to"] == "CANCELED"]
     assert to_cancel == ["ws:ORDER_STATUS_UPDATE"]
 
 
@@ -136,7 +138,8 @@ async def test_ws_timeout_falls_back_to_rest_with_the_same_customer_order_id(env
     cid = conn.sell(PAIR, Decimal("0.001"), conn.best_ask(PAIR) + 1000)
     await waiter.wait(lambda r: isinstance(r, dict) and r.get("type") == "POST /v1/orders/limit" and r["dir"] == "in")
     ws_out = [r for r in trace.records if r["kind"] == "ws" and r["type"] == "PLACE_LIMIT_ORDER" and r["dir"] == "out"]
-    rest_out = [r for r in trace.records if r["kind"] == "rest" and r["type"] == "POST /v1/orders/limit" and r["dir"] == "out"]
+    rest_out = [r for r in trace.records
+                if r["kind"] == "rest" and r["type"] == "POST /v1/orders/limit" and r["dir"] == "out"]
     assert len(ws_out) == 1 and len(rest_out) == 1
     body = rest_out[0]["data"]["body"]
     if isinstance(body, str):
@@ -272,7 +275,8 @@ async def test_polling_not_found_makes_an_order_lost_then_the_lost_loop_drops_it
     await waiter.wait(lambda r: isinstance(r, dict) and r.get("type") == "ORDER_STATE"
                       and r["data"]["client_order_id"] == "HB-VR-B999" and r["data"].get("lost_resolved"))
     assert "HB-VR-B999" not in conn.tracker.lost
-    cancels = [r for r in trace.records if r["kind"] == "ws" and r["dir"] == "out" and r["type"] == "CANCEL_LIMIT_ORDER"]
+    cancels = [r for r in trace.records
+               if r["kind"] == "ws" and r["dir"] == "out" and r["type"] == "CANCEL_LIMIT_ORDER"]
     assert cancels and cancels[0]["data"]["payload"]["customerOrderId"] == "HB-VR-B999"
 
 

@@ -486,7 +486,7 @@ def test_random_sequences_keep_balances_consistent():
                 assert b.available + b.reserved == b.total
         # The book holds exactly the open orders, and it never stays crossed.
         book = ex.book("BTCZAR", depth=1000)
-        assert sum((l.quantity for l in book.asks + book.bids), D(0)) == sum(
+        assert sum((level.quantity for level in book.asks + book.bids), D(0)) == sum(
             (o.remaining_quantity for a in accounts for o in ex.open_orders(a)), D(0)
         )
         if book.asks and book.bids:

@@ -164,7 +164,8 @@ def test_cancel_must_name_the_same_order():
 def test_skipped_request_diverges_after_max_skip():
     recs = [rec(0, "account-1", "local", "CONNECT", {})]
     for i in range(5):
-        recs.append(rec(10 * i + 10, "account-1", "out", "PLACE_LIMIT_ORDER", place(f"m{i}", f"c{i}", "BUY", str(100 + i))))
+        recs.append(rec(10 * i + 10, "account-1", "out", "PLACE_LIMIT_ORDER",
+                        place(f"m{i}", f"c{i}", "BUY", str(100 + i))))
     pb = Playback(recs, max_skip=2, window=4)
     pb.on_request(1, "account", place("a", "x1", "BUY", "101"))  # skips c0 once
     pb.on_request(1, "account", place("b", "x2", "BUY", "102"))  # twice

@@ -12,8 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from replay.capture import (CaptureWriter, RawFrame, TraceRecorder, dumps, open_capture, read_capture,
-                            split_line)
+from replay.capture import CaptureWriter, RawFrame, TraceRecorder, dumps, open_capture, read_capture, split_line
 from replay.clock import Clock
 from replay.config import default_config
 from replay.playback import Playback, _is_market
@@ -163,7 +162,7 @@ def test_odd_layouts_fall_back_to_full_parsing(tmp_path):
     out = all_market(pb)
     assert out == expected_odd()
     assert [m.get("n") for m in out] == [None, 2, 3, 4, 5, 6, 7]
-    for m, line in zip(out, ODD_LINES):
+    for m, line in zip(out, ODD_LINES, strict=True):
         if isinstance(m, RawFrame):  # only where the slice is exactly the data
             assert json.loads(m.text) == json.loads(line)["data"]
     assert isinstance(out[-1], RawFrame) and not isinstance(out[1], RawFrame) and not isinstance(out[3], RawFrame)

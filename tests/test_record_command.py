@@ -19,7 +19,6 @@ from replay.record.command import record
 from conftest import MAKER_KEY, MAKER_SECRET, first_line, interrupt, recv, replay_command
 
 
-
 async def file_contains(path: Path, needle: str, timeout: float = 10.0) -> None:
     """Wait until the capture file holds ``needle`` (the writer flushes every line)."""
     deadline = time.monotonic() + timeout
@@ -102,7 +101,8 @@ async def test_append_continues_the_capture_with_increasing_t(make_server, tmp_p
     fake = await make_server()
     out = tmp_path / "cont.jsonl"
     for extra in ((), ("--append",)):
-        async with replay_command("record", "--upstream", fake.rest_url, "--out", str(out), "--no-status", *extra) as proc:
+        async with replay_command("record", "--upstream", fake.rest_url, "--out", str(out), "--no-status",
+                                  *extra) as proc:
             info = await first_line(proc)
             async with aiohttp.ClientSession() as session:
                 async with session.get(info["rest_url"] + "/v1/public/time") as resp:

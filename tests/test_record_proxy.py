@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 from typing import Any
@@ -11,8 +12,8 @@ import aiohttp
 import pytest
 import websockets
 from aiohttp import web
-from yarl import URL
 from websockets.asyncio.client import connect
+from yarl import URL
 
 from replay.auth import auth_headers
 from replay.capture import CaptureWriter, find_secrets, read_capture
@@ -237,7 +238,7 @@ async def test_ws_place_limit_reply_and_events_recorded_in_order(proxied, maker_
     recorded_in = [r["data"] for r in frames if r["dir"] == "in"]
     assert recorded_in[1:len(got) + 1] == got  # the very frames the client got, in order
     ts = [r["t"] for r in acct]
-    assert all(a < b for a, b in zip(ts, ts[1:])), ts
+    assert all(a < b for a, b in itertools.pairwise(ts)), ts
     assert proxy.stats["account-1"].out == 1 and proxy.stats["account-1"].in_ >= len(got) + 1
 
 

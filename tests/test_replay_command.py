@@ -14,14 +14,14 @@ from replay.cli import main
 
 from conftest import ROOT, replay_command
 
-
 CAPTURE = ROOT / "captures" / "reference_session.jsonl"
 WAIT = 20.0
 
 
 async def test_replay_serves_the_capture_and_exits_1_on_divergence(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    async with replay_command("replay", str(CAPTURE), "--speed", "10", "--trace", str(trace), "--on-divergence", "stop") as proc:
+    async with replay_command("replay", str(CAPTURE), "--speed", "10", "--trace", str(trace),
+                              "--on-divergence", "stop") as proc:
         info = json.loads(await asyncio.wait_for(proc.stdout.readline(), WAIT))
         assert set(info) == {"rest_url", "ws_account_url", "ws_trade_url", "api_key", "api_secret", "seed"}
         assert info["rest_url"].startswith("http://127.0.0.1:")

@@ -17,33 +17,37 @@ B = "0198379c-5d71-7bae-a3da-4a756e000abc"
 
 
 def R(t_ms: float, conn: str, d: str, kind: str, typ: str, data) -> dict:
-    return {"t": int(t_ms * 1_000_000), "wall": f"2026-11-24T16:07:{28 + int(t_ms // 1000):02d}.{int(t_ms) % 1000:03d}Z",
-            "conn": conn, "dir": d, "kind": kind, "type": typ, "data": data}
+    wall = f"2026-11-24T16:07:{28 + int(t_ms // 1000):02d}.{int(t_ms) % 1000:03d}Z"
+    return {"t": int(t_ms * 1_000_000), "wall": wall, "conn": conn, "dir": d, "kind": kind, "type": typ, "data": data}
 
 
 def trace() -> list[dict]:
     return [
         R(1, "run", "local", "meta", "RUN_START", {"seed": 7}),
-        R(2, "trade-1", "out", "ws", "PLACE_LIMIT_ORDER", {"type": "PLACE_LIMIT_ORDER", "clientMsgId": "c1", "payload": {
-            "side": "BUY", "quantity": "0.01", "price": "950000", "pair": "BTCZAR", "customerOrderId": "HB-1"}}),
-        R(3, "exchange", "local", "event", "CommandSubmitted", {"ts_ms": 1, "account": "demo", "command": "place_limit",
-                                                                "order_id": A, "customer_order_id": "HB-1", "conn": "trade-1"}),
+        R(2, "trade-1", "out", "ws", "PLACE_LIMIT_ORDER", {
+            "type": "PLACE_LIMIT_ORDER", "clientMsgId": "c1",
+            "payload": {"side": "BUY", "quantity": "0.01", "price": "950000", "pair": "BTCZAR",
+                        "customerOrderId": "HB-1"}}),
+        R(3, "exchange", "local", "event", "CommandSubmitted", {
+            "ts_ms": 1, "account": "demo", "command": "place_limit", "order_id": A, "customer_order_id": "HB-1",
+            "conn": "trade-1"}),
         R(4, "trade-1", "in", "ws", "PLACE_LIMIT_WS_RESPONSE", {"type": "PLACE_LIMIT_WS_RESPONSE", "clientMsgId": "c1",
                                                                  "data": {"orderId": A}}),
         R(5, "account-1", "in", "ws", "OPEN_ORDERS_UPDATE", {"type": "OPEN_ORDERS_UPDATE", "data": []}),
-        R(6, "client", "local", "client", "ORDER_STATE", {"client_order_id": "HB-1", "exchange_order_id": A, "side": "buy",
-                                                          "price": "950000", "amount": "0.01", "from": "OPEN", "to": "CANCELED",
-                                                          "reason": "missing from OPEN_ORDERS_UPDATE", "where": "cached"}),
-        R(7, "rest-1", "out", "rest", "POST /v1/orders/limit", {"method": "POST", "path": "/v1/orders/limit", "query": "",
-                                                                "headers": {}, "body": {"side": "SELL", "quantity": "0.01",
-                                                                                        "price": "960000", "pair": "BTCZAR",
-                                                                                        "customerOrderId": "HB-2"}}),
+        R(6, "client", "local", "client", "ORDER_STATE", {
+            "client_order_id": "HB-1", "exchange_order_id": A, "side": "buy", "price": "950000", "amount": "0.01",
+            "from": "OPEN", "to": "CANCELED", "reason": "missing from OPEN_ORDERS_UPDATE", "where": "cached"}),
+        R(7, "rest-1", "out", "rest", "POST /v1/orders/limit", {
+            "method": "POST", "path": "/v1/orders/limit", "query": "", "headers": {},
+            "body": {"side": "SELL", "quantity": "0.01", "price": "960000", "pair": "BTCZAR",
+                     "customerOrderId": "HB-2"}}),
         R(8, "rest-1", "in", "rest", "POST /v1/orders/limit", {"status": 202, "headers": {}, "body": {"id": B}}),
         R(1009, "account-1", "in", "ws", "ORDER_STATUS_UPDATE", {"type": "ORDER_STATUS_UPDATE", "data": {
             "orderId": B, "orderStatusType": "Placed", "customerOrderId": "HB-2", "originalPrice": "960000",
             "remainingQuantity": "0.01"}}),
         R(1010, "account-1", "in", "ws", "OPEN_ORDERS_UPDATE", {"type": "OPEN_ORDERS_UPDATE", "data": [
-            {"orderId": A, "side": "buy", "customerOrderId": "HB-1"}, {"orderId": B, "side": "sell", "customerOrderId": "HB-2"}]}),
+            {"orderId": A, "side": "buy", "customerOrderId": "HB-1"},
+            {"orderId": B, "side": "sell", "customerOrderId": "HB-2"}]}),
         R(1011, "exchange", "local", "event", "OrderStatusChanged", {"ts_ms": 5, "account": "demo", "order": {
             "order_id": A, "status": "Cancelled", "customer_order_id": "HB-1", "side": "buy", "price": "950000",
             "remaining_quantity": "0.01"}}),

@@ -92,7 +92,8 @@ def test_exchange_ignores_a_lowered_decimal_precision(valr_server):
         ctx.prec = 8
         ex = Exchange(pairs, seed=1)
         ex.open_account("a", {"ZAR": decimal.Decimal("10000000.12345678")})
-        ex.place_limit(0, "a", LimitRequest("BTCZAR", Side.BUY, decimal.Decimal("0.00123457"), decimal.Decimal("1234567")))
+        ex.place_limit(0, "a",
+                       LimitRequest("BTCZAR", Side.BUY, decimal.Decimal("0.00123457"), decimal.Decimal("1234567")))
         zar = {b.currency: b for b in ex.balances("a")}["ZAR"]
     # price * quantity = 1524.15938119 exactly; at 8 digits it would have been 1524.1594
     assert zar.reserved == decimal.Decimal("1524.15938119")

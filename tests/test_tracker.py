@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-
 from replay.connector.tracker import (
     ClientOrderTracker,
     InFlightOrder,

@@ -248,6 +248,8 @@ def parse_policy(text: str) -> OpenOrdersPolicy:
         m = _DURATION.match(arg.strip()) if sep else None
         seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"] if m else 0.0
         if not seconds > 0:
-            raise ValueError(f"bad policy {text!r}: age-guard needs a positive age, e.g. 'age-guard:5' or 'age-guard:2s'")
+            raise ValueError(
+                f"bad policy {text!r}: age-guard needs a positive age, e.g. 'age-guard:5' or 'age-guard:2s'"
+            )
         return AgeGuardPolicy(seconds)
     raise ValueError(f"unknown policy {text!r}: expected one of {', '.join(POLICY_NAMES)}")

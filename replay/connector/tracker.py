@@ -378,7 +378,9 @@ class ClientOrderTracker:
         """Active orders only (what cancel and polling look at)."""
         return self.active.get(client_order_id)
 
-    def fetch_order(self, client_order_id: str | None = None, exchange_order_id: str | None = None) -> InFlightOrder | None:
+    def fetch_order(
+        self, client_order_id: str | None = None, exchange_order_id: str | None = None
+    ) -> InFlightOrder | None:
         """Active + cached, by client id or else by exchange id (Hummingbot's fetch_order)."""
         orders = self.all_orders
         if client_order_id is not None and client_order_id in orders:
@@ -387,7 +389,9 @@ class ClientOrderTracker:
             return self._by_exchange_id(orders).get(exchange_order_id)
         return None
 
-    def find_any(self, client_order_id: str | None = None, exchange_order_id: str | None = None) -> InFlightOrder | None:
+    def find_any(
+        self, client_order_id: str | None = None, exchange_order_id: str | None = None
+    ) -> InFlightOrder | None:
         """Active + cached + lost."""
         orders = self.all_fillable_orders
         if client_order_id is not None and client_order_id in orders:

@@ -105,7 +105,7 @@ def _dec(value: Any, default: str = "0") -> Decimal:
 
 def _error_text(body: Any) -> str:
     if isinstance(body, dict):
-        err = body.get("error") if isinstance(body.get("error"), dict) else body
+        err = inner if isinstance(inner := body.get("error"), dict) else body
         return str(err.get("message", "")) + " " + str(err.get("code", ""))
     return str(body)
 
@@ -219,7 +219,9 @@ class ValrConnector:
         if self._started:
             raise RuntimeError("ValrConnector.start() called twice")
         if not self.api_key or not self.api_secret:
-            raise ValueError("VALR API key/secret missing: pass api_key=/api_secret= or set VALR_API_KEY and VALR_API_SECRET")
+            raise ValueError(
+                "VALR API key/secret missing: pass api_key=/api_secret= or set VALR_API_KEY and VALR_API_SECRET"
+            )
         self._started = True
         self._session = aiohttp.ClientSession()
         try:
@@ -550,7 +552,8 @@ class ValrConnector:
                                            and self._defer_provisional_failure(update.client_order_id)):
                 self.tracker.process_order_update(update)
         elif mtype == "OPEN_ORDERS_UPDATE":
-            orders = data if isinstance(data, list) else (data or {}).get("orders", []) if isinstance(data, dict) else []
+            orders = (data if isinstance(data, list)
+                      else (data or {}).get("orders", []) if isinstance(data, dict) else [])
             result = self.policy.on_snapshot(orders, self.tracker, self._now())
             for cid in result.verify:
                 if cid not in self._verifying:
@@ -618,7 +621,9 @@ class ValrConnector:
             order.exchange_created_at = parse_valr_time(data.get("orderCreatedAt"))
         return OrderUpdate(order.pair, self._now(), state, order.client_order_id, ex_id or None, reason=reason)
 
-    def _lookup(self, cid: Any, ex_id: Any, *, updatable_only: bool = False, live: bool = False) -> InFlightOrder | None:
+    def _lookup(
+        self, cid: Any, ex_id: Any, *, updatable_only: bool = False, live: bool = False
+    ) -> InFlightOrder | None:
         """The tracked order a message is about. customerOrderId matches only if the
         message's orderId (when given) is the order's known exchange id: a second exchange
         order with the same customerOrderId (the REST-fallback duplicate, which VALR fails
@@ -733,9 +738,12 @@ class ValrConnector:
                 log.warning("WS placement of %s got no reply (%s): falling back to REST with the same customerOrderId",
                             order.client_order_id, type(e).__name__)
             else:
-                data = reply.get("data") if isinstance(reply.get("data"), dict) else {}
-                if reply.get("error") or reply.get("type") == "INVALID_PLACE_LIMIT_REQUEST" or data.get("success") is False:
-                    raise OrderRejected(f"PLACE_LIMIT_ORDER rejected: {_error_text(reply.get('error') or data or reply)}")
+                data = raw if isinstance(raw := reply.get("data"), dict) else {}
+                if (reply.get("error") or reply.get("type") == "INVALID_PLACE_LIMIT_REQUEST"
+                        or data.get("success") is False):
+                    raise OrderRejected(
+                        f"PLACE_LIMIT_ORDER rejected: {_error_text(reply.get('error') or data or reply)}"
+                    )
                 return data.get("orderId") or data.get("id")
         status, body = await self._rest("POST", "/v1/orders/limit", payload)
         if status < 300:
@@ -760,7 +768,7 @@ class ValrConnector:
         tasks = [self._spawn(self._execute_cancel(o.pair, o.client_order_id)) for o in orders]
         await asyncio.wait(tasks, timeout=timeout)
         results = []
-        for o, t in zip(orders, tasks):
+        for o, t in zip(orders, tasks, strict=True):
             ok = t.done() and not t.cancelled() and t.exception() is None and t.result() == o.client_order_id
             if not t.done():
                 t.cancel()
@@ -797,7 +805,7 @@ class ValrConnector:
                 log.info("WS cancel of %s got no reply (%s): falling back to REST", order.client_order_id,
                          type(e).__name__)
             else:
-                data = reply.get("data") if isinstance(reply.get("data"), dict) else {}
+                data = raw if isinstance(raw := reply.get("data"), dict) else {}
                 if reply.get("error") or reply.get("type") == "INVALID_CANCEL_ORDER_REQUEST":
                     err = reply.get("error") or data or reply
                     if _is_not_found(0, err):

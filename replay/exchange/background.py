@@ -21,11 +21,11 @@ on what the bot does.
 
 from __future__ import annotations
 
-from replay.decimals import exact_methods
-
 import random
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
+
+from replay.decimals import exact_methods
 
 from .events import Event
 from .model import CancelRequest, LimitRequest, PairSpec, Side, TimeInForce
@@ -70,7 +70,8 @@ class BackgroundMarket:
     # --- lifecycle ----------------------------------------------------------------------
     def start(self, ts_ms: int) -> list[Event]:
         """Open the background accounts and place the initial ladders."""
-        currencies = sorted({c for p in self.params for c in (self.exchange.pairs[p].base, self.exchange.pairs[p].quote)})
+        pairs = [self.exchange.pairs[p] for p in self.params]
+        currencies = sorted({c for spec in pairs for c in (spec.base, spec.quote)})
         for acct in (self.account, self.taker_account):
             if acct not in self.exchange.accounts:
                 self.exchange.open_account(acct, {c: _LARGE for c in currencies})

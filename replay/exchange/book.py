@@ -47,6 +47,13 @@ class Order:
     _view: OrderView | None = field(default=None, repr=False, compare=False)
 
     @property
+    def resting_price(self) -> Decimal:
+        """The price of an order in a book: only limit orders rest there (``OrderBook.add`` checks)."""
+        if self.price is None:
+            raise ValueError(f"order {self.order_id} has no price: a market order never rests in a book")
+        return self.price
+
+    @property
     def is_open(self) -> bool:
         return self.status.is_open
 
@@ -156,7 +163,7 @@ class OrderBook:
         return next(iter(level.values()))
 
     def levels(self, side: Side, depth: int) -> tuple[BookLevel, ...]:
-        out = []
+        out: list[BookLevel] = []
         for price, level in self._side(side).items():
             if len(out) >= depth:
                 break

@@ -12,8 +12,6 @@ the same seed and the same commands give the same ids and the same events.
 
 from __future__ import annotations
 
-from replay.decimals import exact_methods
-
 import random
 import re
 import uuid
@@ -21,6 +19,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Iterable, Mapping
+
+from replay.decimals import exact_methods
 
 from .book import ZERO, Order, OrderBook
 from .events import (
@@ -107,6 +107,13 @@ class _Command:
     req: LimitRequest | MarketRequest | CancelRequest
     order_id: str | None
     ts_ms: int
+
+    @property
+    def new_order_id(self) -> str:
+        """The id of the order a limit or market command creates (``_enqueue`` always gets one for them)."""
+        if self.order_id is None:
+            raise ValueError(f"{self.kind} command {self.ticket} has no order id")
+        return self.order_id
 
 
 @dataclass
@@ -306,7 +313,7 @@ class Exchange:
             return []
         cmd = self._queue.popleft()
         if cmd.kind != "cancel":
-            self._pending_orders.pop(cmd.order_id, None)
+            self._pending_orders.pop(cmd.new_order_id, None)
         return self._run(ts_ms, cmd)
 
     def process_all(self, ts_ms: int) -> list[Event]:
@@ -342,7 +349,7 @@ class Exchange:
             sub = self.submit_cancel(ts_ms, account, req)
         cmd = self._queue.pop()  # the command just enqueued
         if cmd.kind != "cancel":
-            self._pending_orders.pop(cmd.order_id, None)
+            self._pending_orders.pop(cmd.new_order_id, None)
         return sub.order_id, self._run(ts_ms, cmd)
 
     def adopt_limit(self, ts_ms: int, account: str, req: LimitRequest, order_id: str) -> list[Event]:
@@ -355,11 +362,11 @@ class Exchange:
             raise ExchangeError(ERR_CODE_INVALID, f"order id {order_id} is already in use", "orderId")
         self.submit_limit(ts_ms, account, req)
         cmd = self._queue.pop()  # the command just enqueued, under a fresh id: use the given one
-        self._pending_orders.pop(cmd.order_id, None)
+        self._pending_orders.pop(cmd.new_order_id, None)
         cmd.order_id = order_id
         return self._run(ts_ms, cmd)
 
-    def reseed_ids(self, seed: object) -> None:
+    def reseed_ids(self, seed: int | float | str | bytes | bytearray | None) -> None:
         """Draw order, trade and history ids from another sequence from now on (so that ids
         adopted from a capture made with this exchange's seed cannot repeat)."""
         self._rng.seed(seed)
@@ -367,11 +374,11 @@ class Exchange:
     # conveniences
     def place_limit(self, ts_ms: int, account: str, req: LimitRequest) -> tuple[str, list[Event]]:
         sub = self.submit_limit(ts_ms, account, req)
-        return sub.order_id, self.process_all(ts_ms)
+        return sub.placed_order_id, self.process_all(ts_ms)
 
     def place_market(self, ts_ms: int, account: str, req: MarketRequest) -> tuple[str, list[Event]]:
         sub = self.submit_market(ts_ms, account, req)
-        return sub.order_id, self.process_all(ts_ms)
+        return sub.placed_order_id, self.process_all(ts_ms)
 
     def cancel(self, ts_ms: int, account: str, req: CancelRequest) -> list[Event]:
         self.submit_cancel(ts_ms, account, req)
@@ -397,7 +404,7 @@ class Exchange:
         if isinstance(req, LimitRequest):
             otype = OrderType.POST_ONLY_LIMIT if req.post_only else OrderType.LIMIT
             return Order(
-                order_id=cmd.order_id, account=cmd.account, pair=req.pair, side=req.side,
+                order_id=cmd.new_order_id, account=cmd.account, pair=req.pair, side=req.side,
                 order_type=otype, time_in_force=req.time_in_force, price=req.price,
                 original_quantity=req.quantity, remaining_quantity=req.quantity,
                 status=OrderStatus.PLACED, created_ms=cmd.ts_ms, updated_ms=ts_ms,
@@ -405,9 +412,11 @@ class Exchange:
             )  # fmt: skip
         # Market orders: the quantity is the base amount, or for a quote-amount order the base
         # quantity the book walk planned (set by the caller). [INF] VALR's field values unknown.
+        if isinstance(req, CancelRequest):
+            raise TypeError(f"cancel command {cmd.ticket} creates no order")
         qty = req.base_amount if req.base_amount is not None else ZERO
         return Order(
-            order_id=cmd.order_id, account=cmd.account, pair=req.pair, side=req.side,
+            order_id=cmd.new_order_id, account=cmd.account, pair=req.pair, side=req.side,
             order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, price=None,
             original_quantity=qty, remaining_quantity=qty, status=OrderStatus.PLACED,
             created_ms=cmd.ts_ms, updated_ms=ts_ms, customer_order_id=req.customer_order_id,
@@ -464,10 +473,11 @@ class Exchange:
         fills: list[tuple[Order, Decimal]] = []
         self_hits: list[Order] = []
         for maker in book.iter_orders(side.opposite):
+            maker_price = maker.resting_price
             if limit_price is not None:
-                if side is Side.BUY and maker.price > limit_price:
+                if side is Side.BUY and maker_price > limit_price:
                     break
-                if side is Side.SELL and maker.price < limit_price:
+                if side is Side.SELL and maker_price < limit_price:
                     break
             if (base_left is not None and base_left <= 0) or (quote_left is not None and quote_left <= 0):
                 break
@@ -479,10 +489,10 @@ class Exchange:
                 q = min(q, base_left)
                 base_left -= q
             if quote_left is not None:
-                q = min(q, _floor_to(quote_left / maker.price, base_decimals))
+                q = min(q, _floor_to(quote_left / maker_price, base_decimals))
                 if q <= 0:
                     break
-                quote_left -= q * maker.price
+                quote_left -= q * maker_price
             fills.append((maker, q))
         return fills, self_hits
 
@@ -580,7 +590,7 @@ class Exchange:
                 book, cmd.account, req.side, None, req.base_amount, req.quote_amount, spec.base_decimals
             )
             planned_base = sum((q for _, q in fills), ZERO)
-            planned_quote = sum((m.price * q for m, q in fills), ZERO)
+            planned_quote = sum((m.resting_price * q for m, q in fills), ZERO)
             if req.side is Side.BUY:
                 reserve = req.quote_amount if req.quote_amount is not None else planned_quote
             else:
@@ -607,7 +617,7 @@ class Exchange:
 
     # --- fills ----------------------------------------------------------------------------
     def _fill(self, ctx: _Ctx, taker: Order, maker: Order, qty: Decimal, spec: PairSpec) -> None:
-        price = maker.price
+        price = maker.resting_price
         quote = price * qty
         buyer, seller = (taker, maker) if taker.side is Side.BUY else (maker, taker)
         # Fees are charged in the currency each side receives (buyer: base, seller: quote),
@@ -657,7 +667,8 @@ class Exchange:
         self._record_trade(trade)
         for o, is_maker in ((taker, False), (maker, True)):
             fee, fee_cur = (buyer_fee, spec.base) if o is buyer else (seller_fee, spec.quote)
-            ctx.add(AccountTrade(ctx.ts, o.account, trade, o.view(), o.side.value, is_maker, fee, fee_cur, self._new_id()))
+            ctx.add(AccountTrade(ctx.ts, o.account, trade, o.view(), o.side.value, is_maker, fee, fee_cur,
+                                 self._new_id()))
             ctx.emit_balance(o.account, spec.base)
             ctx.emit_balance(o.account, spec.quote)
             ctx.status(o)
@@ -709,8 +720,10 @@ class Exchange:
             order = acct.orders.get(req.order_id)
             if order is not None and order.pair != req.pair:
                 order = None
-        else:
+        elif req.customer_order_id is not None:
             order = self._by_cid(acct, req.customer_order_id, req.pair)
+        else:  # cannot happen: submit_cancel refuses a request naming no order
+            order = None
         if order is None:
             message = CANCEL_NOT_FOUND
         elif not order.is_open:

@@ -193,6 +193,13 @@ class Submitted:
     order_id: str | None
     customer_order_id: str | None
 
+    @property
+    def placed_order_id(self) -> str:
+        """The id of the order a limit or market submission created (only a cancel's may be unknown)."""
+        if self.order_id is None:
+            raise ValueError(f"submission {self.ticket} has no order id")
+        return self.order_id
+
 
 class ExchangeError(Exception):
     """A synchronous refusal, with VALR's error code and message (e.g. unknown pair)."""
