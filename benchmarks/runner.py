@@ -24,6 +24,7 @@ FIGURES: dict[str, str] = {
     "delivery_precision": "delivery_precision",
     "proxy_overhead": "proxy_overhead",
     "scenario_speed": "scenario_speed",
+    "hummingbot_speed": "hummingbot_speed",
     "replay_memory": "replay_memory",
     "replay_throughput": "replay_throughput",
 }
@@ -103,7 +104,7 @@ def print_table(figures: list[Figure], console: object | None = None) -> None:
     for h in HEADERS:
         table.add_column(h, justify="right" if h in ("value", "baseline", "ratio") else "left",
                          no_wrap=h in ("figure", "variant", "value", "unit"))
-    for row, f in zip(rows(figures), figures):
+    for row, f in zip(rows(figures), figures, strict=True):
         style = "red" if f.met is False else None
         table.add_row(*row, style=style)
     console.print(table)  # type: ignore[attr-defined]

@@ -51,6 +51,21 @@ class Clock:
         assert self._epoch_origin_ms is not None
         return self._epoch_origin_ms + int((self.loop.time() - start) * 1000)
 
+    def epoch_s(self) -> float:
+        """Seconds since the Unix epoch as a float: what ``time.time()`` reads on this clock.
+
+        ``int(epoch_s() * 1000)`` agrees with :meth:`epoch_ms` (both count from the same origin),
+        so a connector that stamps requests with ``time.time()`` while the run presents this clock
+        as the wall clock (replay/hummingbot/wallclock.py) and the exchange agree to the ms."""
+        start = self._started()
+        assert self._epoch_origin_ms is not None  # set by _started()
+        return self._epoch_origin_ms / 1000 + (self.loop.time() - start)
+
+    @property
+    def is_virtual(self) -> bool:
+        """True on a virtual-time loop (looptime with time compaction on)."""
+        return bool(getattr(self.loop, "looptime_on", False))
+
     def wall_iso(self) -> str:
         return iso_ms(self.epoch_ms())
 

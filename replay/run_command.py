@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Callable, NoReturn
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 POLICY_HELP = "naive | age-guard:S | ignore | reconcile"
+
+
+def _progress_reporter(progress: Progress, task: TaskID) -> Callable[[float, float], None]:
+    """An on_progress callback bound to one run's bar (not to the loop variables of the caller)."""
+
+    def report(done: float, total: float) -> None:
+        progress.update(task, completed=done)
+
+    return report
 
 
 def _fmt(value: object) -> str:
@@ -46,6 +57,34 @@ def _summary_value(result, check_name: str, keys) -> str:
     if isinstance(keys, tuple):
         return " / ".join(_fmt(check.figures.get(k, "-")) for k in keys)
     return _fmt(check.figures.get(keys, "-"))
+
+
+def _hand_to_hummingbot_env(connector: str | None, scenarios: list, console: Console) -> None:
+    """A Hummingbot connector in an environment without Hummingbot: re-run this very command in the
+    Hummingbot environment (tools/hummingbot-env) when there is one; else a clear error, exit 2."""
+    from .hummingbot.bot import (
+        HummingbotError,
+        hummingbot_importable,
+        hummingbot_python,
+        is_hummingbot_spec,
+        require_hummingbot,
+    )
+
+    specs = [connector] if connector else [s.bot.connector for s in scenarios]
+    if not any(is_hummingbot_spec(spec) for spec in specs) or hummingbot_importable():
+        return
+    python = hummingbot_python()
+    if python is not None:
+        console.print(f"Hummingbot is not installed here; running in the Hummingbot environment ({python})",
+                      markup=False, highlight=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(python, [python, "-m", "replay", *sys.argv[1:]])
+    try:
+        require_hummingbot()
+    except HummingbotError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(2)
 
 
 @click.command("run")
@@ -90,6 +129,7 @@ def run(scenarios, policies, seed, json_path, trace_path, connector, real_time, 
     except (ScenarioError, ValueError, OSError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
+    _hand_to_hummingbot_env(connector, loaded, console)
 
     results = []
     for scenario in loaded:
@@ -106,12 +146,13 @@ def run(scenarios, policies, seed, json_path, trace_path, connector, real_time, 
                     safe = policy.replace(":", "_")
                     path = trace_path.with_name(f"{stem}-{scenario.name}-{safe}{rest}")
             console.print(f"[bold]{scenario.name}[/bold] policy={policy} seed={run_seed}")
-            with Progress(TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
+            with Progress(TextColumn("  {task.description}"), BarColumn(),
+                          TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
                           TimeElapsedColumn(), console=console, transient=True) as progress:
                 task = progress.add_task(f"{scenario.name} [{policy}]", total=scenario.duration_s)
                 try:
                     result = run_scenario(scenario, policy, run_seed, trace_path=path, virtual=not real_time,
-                                          on_progress=lambda done, total: progress.update(task, completed=done))
+                                          on_progress=_progress_reporter(progress, task))
                 except RunError as exc:
                     console.print(f"[red]run failed:[/red] {exc}")
                     sys.exit(2)
@@ -124,42 +165,54 @@ def run(scenarios, policies, seed, json_path, trace_path, connector, real_time, 
                 console.print(f"  trace: {result.trace_path}")
 
     for scenario in loaded:
-        runs = [r for r in results if r.scenario is scenario]
-        table = Table(title=f"{scenario.name} (seed {runs[0].seed})")
-        table.add_column("check")
-        for r in runs:
-            table.add_column(r.policy)
-        for i, check in enumerate(runs[0].checks):
-            row = [check.name]
-            for r in runs:
-                c = r.checks[i]
-                status = {True: "[green]held[/green]", False: "[red]violated[/red]", None: "[dim]-[/dim]"}[c.held]
-                if c.held is False and c.name in r.expected_violations:
-                    status = "[yellow]violated (expected)[/yellow]"
-                row.append(f"{status} {_scalar_figures(c.figures)}".strip())
-            table.add_row(*row)
-        table.add_section()
-        for label, check_name, keys in SUMMARY_FIGURES:
-            table.add_row(label, *[_summary_value(r, check_name, keys) for r in runs])
-        table.add_row("wall s / simulated s", *[f"{r.wall_seconds:.1f} / {r.sim_seconds:.0f}" for r in runs])
-        table.add_section()
-        verdicts = ["[green]as expected[/green]" if r.as_expected else "[red]NOT as expected[/red]" for r in runs]
-        table.add_row("[bold]verdict[/bold]", *verdicts)
-        out.print(table)
-        if timeline:
-            for r in runs:
-                violated = [c for c in r.checks if c.held is False and c.timeline]
-                violated.sort(key=lambda c: TIMELINE_PREFERENCE.index(c.name) if c.name in TIMELINE_PREFERENCE
-                              else len(TIMELINE_PREFERENCE))
-                for c in violated[:1]:
-                    out.print(f"[bold]{r.policy}: first violation of {c.name}[/bold]: {c.message}")
-                    for line in c.timeline:
-                        out.print(f"    {line}", markup=False, highlight=False)
-                    if len(violated) > 1:
-                        out.print(f"    (also violated: {', '.join(v.name for v in violated[1:])}; "
-                                  "--json FILE has every timeline)")
+        print_table(out, [r for r in results if r.scenario is scenario], timeline)
+    finish(console, results, json_path)
 
+
+def print_table(out: Console, runs: list, timeline: bool, title: str | None = None) -> None:
+    """The table of one scenario's runs (``RunResult``s, policies side by side), then the
+    first violation's timeline of each run. ``valr-replay run`` and ``valr-replay check``."""
+    seed = "?" if runs[0].seed is None else runs[0].seed
+    table = Table(title=title or f"{runs[0].scenario.name} (seed {seed})")
+    table.add_column("check")
+    for r in runs:
+        table.add_column(r.policy)
+    for i, check in enumerate(runs[0].checks):
+        row = [check.name]
+        for r in runs:
+            c = r.checks[i]
+            status = {True: "[green]held[/green]", False: "[red]violated[/red]", None: "[dim]-[/dim]"}[c.held]
+            if c.held is False and c.name in r.expected_violations:
+                status = "[yellow]violated (expected)[/yellow]"
+            row.append(f"{status} {_scalar_figures(c.figures)}".strip())
+        table.add_row(*row)
+    table.add_section()
+    for label, check_name, keys in SUMMARY_FIGURES:
+        table.add_row(label, *[_summary_value(r, check_name, keys) for r in runs])
+    table.add_row("wall s / simulated s", *[f"{r.wall_seconds:.1f} / {r.sim_seconds:.0f}" for r in runs])
+    table.add_section()
+    verdicts = ["[green]as expected[/green]" if r.as_expected else "[red]NOT as expected[/red]" for r in runs]
+    table.add_row("[bold]verdict[/bold]", *verdicts)
+    out.print(table)
+    if timeline:
+        for r in runs:
+            violated = [c for c in r.checks if c.held is False and c.timeline]
+            violated.sort(key=lambda c: TIMELINE_PREFERENCE.index(c.name) if c.name in TIMELINE_PREFERENCE
+                          else len(TIMELINE_PREFERENCE))
+            for c in violated[:1]:
+                out.print(f"[bold]{r.policy}: first violation of {c.name}[/bold]: {c.message}")
+                for line in c.timeline:
+                    out.print(f"    {line}", markup=False, highlight=False)
+                if len(violated) > 1:
+                    out.print(f"    (also violated: {', '.join(v.name for v in violated[1:])}; "
+                              "--json FILE has every timeline)")
+
+
+def finish(console: Console, results: list, json_path: Path | None, json_rows: list | None = None) -> NoReturn:
+    """Write the per-run JSON (``json_rows``, default each result's ``to_json()``) and exit:
+    0 when every run came out as expected, else 1."""
     if json_path is not None:
-        json_path.write_text(json.dumps([r.to_json() for r in results], indent=2, default=str))
+        rows = json_rows if json_rows is not None else [r.to_json() for r in results]
+        json_path.write_text(json.dumps(rows, indent=2, default=str))
         console.print(f"wrote {json_path}")
     sys.exit(0 if all(r.as_expected for r in results) else 1)

@@ -20,6 +20,7 @@ from .checks import CheckResult, CheckSpec, run_checks
 from .clock import Clock
 from .config import config_from_dict, default_config
 from .connector.adapter import ServerUrls, load_connector
+from .hummingbot.bot import HummingbotError, is_hummingbot_spec
 from .scenario import Scenario
 from .schedule import DeliverySchedule
 from .server.app import FakeValr
@@ -136,7 +137,9 @@ async def run_scenario_async(
     seed = scenario.seed if seed is None else seed
     wall0 = time.perf_counter()
     loop = asyncio.get_running_loop()
-    clock = Clock(loop, epoch_origin_ms=SIMULATED_EPOCH_MS)
+    # Virtual time starts at a fixed epoch, so traces depend only on the scenario and the seed; on the
+    # real clock the exchange's epoch is the wall clock, so a connector that signs with time.time() agrees.
+    clock = Clock(loop, epoch_origin_ms=SIMULATED_EPOCH_MS if getattr(loop, "looptime_on", False) else None)
     config = config_from_dict(scenario.exchange, str(scenario.path)) if scenario.exchange else default_config()
     pair = scenario.bot.pair
     playback = None
@@ -166,24 +169,26 @@ async def run_scenario_async(
             },
         )
     trace = TraceRecorder(clock, writer=writer)
-    schedule = DeliverySchedule.from_spec(scenario.latency, scenario.perturb, seed, start=clock.monotonic())
+    start = clock.monotonic()
+    schedule = DeliverySchedule.from_spec(scenario.latency, scenario.perturb, seed, start=start)
     schedule.on_applied = lambda a: trace.record(
         "run", "local", "meta", "PERTURBATION",
         {"name": a.name, "conn": a.conn, "msg_type": a.msg_type, "at": a.now},
     )
     account = next((a for a in config.accounts if a.name == scenario.bot.account), None)
     if account is None:
-        raise RunError(f"{scenario.path}: bot.account: no account named {scenario.bot.account!r} in the exchange config")
+        raise RunError(f"{scenario.path}: bot.account: no account named {scenario.bot.account!r} "
+                       "in the exchange config")
 
     server = FakeValr(config, clock=clock, seed=seed, trace=trace, schedule=schedule, playback=playback,
                       on_divergence=on_divergence)
     proxy = None
     proxy_writer = None
-    connector = None
+    connector: Any = None
+    policy_applies = True  # whether [expect.policy.P] judges this connector
     strategy_task: asyncio.Task | None = None
     try:
         await server.start("127.0.0.1", 0)
-        start = schedule.start
         urls = ServerUrls(server.rest_url, server.ws_account_url, server.ws_trade_url)
         if record_proxy is not None:
             from .record.proxy import RecordingProxy
@@ -197,33 +202,50 @@ async def run_scenario_async(
             urls = ServerUrls(proxy.rest_url, proxy.ws_account_url, proxy.ws_trade_url)
         trace.record("run", "local", "meta", "RUN_START",
                      {"scenario": scenario.name, "policy": policy, "seed": seed, "duration_s": scenario.duration_s})
-        connector = load_connector(
-            scenario.bot.connector, policy=policy, clock=clock, trace=trace, seed=seed, pairs=(pair,),
-            **scenario.bot.options,
-        )
-        await connector.start(
-            urls,
-            account.api_key,
-            account.api_secret,
-        )
+        bot = scenario.bot
+        hummingbot = is_hummingbot_spec(bot.connector)
+        if hummingbot:
+            from .hummingbot.bot import HummingbotBot
+
+            spec_pair = next((p for p in config.pairs if p.symbol == pair), None)
+            if spec_pair is None:
+                raise RunError(f"{scenario.path}: bot.pair: no pair {pair!r} in the exchange config")
+            connector = HummingbotBot(bot.connector, clock=clock, trace=trace, pair=pair, base=spec_pair.base,
+                                      quote=spec_pair.quote, policy=policy, options=bot.options,
+                                      url_overrides=bot.hummingbot.get("urls"))
+            # a fork's connector has its own snapshot handler: the policy verdicts do not apply to it
+            policy_applies = connector.takes_policy
+        else:
+            connector = load_connector(bot.connector, policy=policy, clock=clock, trace=trace, seed=seed,
+                                       pairs=(pair,), **bot.options)
+        await connector.start(urls, account.api_key, account.api_secret)
         deadline = clock.monotonic() + READY_TIMEOUT_S
         while not connector.ready:
             if clock.monotonic() > deadline:
-                raise RunError(f"connector {scenario.bot.connector!r} not ready after {READY_TIMEOUT_S:.0f} s")
+                why = connector.not_ready_report() if hasattr(connector, "not_ready_report") else ""
+                raise RunError(f"connector {bot.connector!r} not ready after {READY_TIMEOUT_S:.0f} s"
+                               + (f": {why}" if why else ""))
             await asyncio.sleep(0.05)
-        strategy = PureMarketMaking(
-            connector,
-            pair,
-            bid_spread=scenario.bot.bid_spread,
-            ask_spread=scenario.bot.ask_spread,
-            order_amount=scenario.bot.order_amount,
-            order_levels=scenario.bot.order_levels,
-            order_refresh_time=scenario.bot.order_refresh_time_s,
-            filled_order_delay=scenario.bot.filled_order_delay_s,
-            trace=trace,
-        )
         until = clock.monotonic() + scenario.duration_s
-        strategy_task = asyncio.ensure_future(strategy.run(until))
+        quoting: Any
+        if hummingbot:
+            quoting = connector.run_strategy(
+                until, bid_spread=bot.bid_spread, ask_spread=bot.ask_spread, order_amount=bot.order_amount,
+                order_levels=bot.order_levels, order_refresh_time=bot.order_refresh_time_s,
+                filled_order_delay=bot.filled_order_delay_s)
+        else:
+            quoting = PureMarketMaking(
+                connector,
+                pair,
+                bid_spread=bot.bid_spread,
+                ask_spread=bot.ask_spread,
+                order_amount=bot.order_amount,
+                order_levels=bot.order_levels,
+                order_refresh_time=bot.order_refresh_time_s,
+                filled_order_delay=bot.filled_order_delay_s,
+                trace=trace,
+            ).run(until)
+        strategy_task = asyncio.ensure_future(quoting)
         if on_progress is not None:
             while not strategy_task.done():
                 on_progress(min(scenario.duration_s, clock.monotonic() - start), scenario.duration_s)
@@ -235,6 +257,8 @@ async def run_scenario_async(
         await asyncio.sleep(SETTLE_S)
         trace.record("run", "local", "meta", "SHUTDOWN_DONE", {})
         sim_seconds = clock.monotonic() - start
+    except HummingbotError as exc:
+        raise RunError(str(exc)) from None
     finally:
         if strategy_task is not None and not strategy_task.done():
             strategy_task.cancel()
@@ -261,7 +285,7 @@ async def run_scenario_async(
         policy=policy,
         seed=seed,
         checks=checks,
-        expected_violations=list(scenario.expected_violations.get(policy, [])),
+        expected_violations=list(scenario.expected_violations.get(policy, [])) if policy_applies else [],
         sim_seconds=sim_seconds,
         wall_seconds=time.perf_counter() - wall0,
         trace_path=Path(trace_path) if trace_path else None,

@@ -19,7 +19,9 @@ from .latency import SpecError
 from .latency import parse_duration as _parse_duration
 from .schedule import DeliverySchedule
 
-__all__ = ["BotSpec", "Scenario", "ScenarioError", "PolicyVerdicts", "load_scenario", "loads_scenario", "parse_duration"]
+__all__ = [
+    "BotSpec", "Scenario", "ScenarioError", "PolicyVerdicts", "load_scenario", "loads_scenario", "parse_duration",
+]
 
 
 class ScenarioError(SpecError):
@@ -42,7 +44,8 @@ def parse_duration(value: Any, key: str | None = None) -> float:
 
 
 POLICY_KINDS = ("naive", "age-guard", "ignore", "reconcile")
-_CONNECTOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_CONNECTOR_RE = re.compile(r"^(hummingbot|(hummingbot:)?[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)$")
+HUMMINGBOT_KEYS = ("urls",)
 
 
 def parse_policy_name(value: Any, key: str = "bot.policy") -> str:
@@ -65,7 +68,7 @@ class PolicyVerdicts(dict):
     """policy -> check names expected to be violated. ``get`` of an ``age-guard:S`` policy
     falls back to an ``age-guard`` entry when there is none for that exact age."""
 
-    def get(self, policy: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, policy: str, default: Any = None) -> Any:
         if policy in self:
             return self[policy]
         kind = policy.partition(":")[0]
@@ -89,6 +92,8 @@ class BotSpec:
     filled_order_delay_s: float = 60.0
     #: connector extras: ``[bot.options]``, plus unknown ``[bot]`` keys for a non-reference connector
     options: dict[str, Any] = field(default_factory=dict)
+    #: ``[bot.hummingbot]``: settings of the Hummingbot harness (``urls``: URL constants to redirect)
+    hummingbot: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,7 +132,7 @@ SCENARIO_KEYS = ("name", "description", "duration", "seed")
 MARKET_KEYS = ("pairs", "capture")
 BOT_KEYS = (
     "connector", "policy", "pair", "account", "order_refresh_time", "bid_spread", "ask_spread",
-    "order_amount", "order_levels", "filled_order_delay", "options",
+    "order_amount", "order_levels", "filled_order_delay", "options", "hummingbot",
 )
 # [expect] keys the scenario itself interprets -> (kind, name stored in Scenario.expect).
 # Every other key is a check threshold (replay.checks.KNOWN_THRESHOLDS), kept as written.
@@ -283,7 +288,7 @@ def _build(doc: dict[str, Any], path: Path) -> Scenario:
 def _check_exchange(exchange: dict[str, Any], path: Path) -> None:
     """Validate [exchange] with replay.config when that module is present."""
     try:
-        from .config import config_from_dict  # type: ignore[attr-defined]
+        from .config import config_from_dict
     except ImportError:
         return
     try:
@@ -305,9 +310,23 @@ def _check_exchange(exchange: dict[str, Any], path: Path) -> None:
 def _build_bot(table: dict[str, Any]) -> BotSpec:
     bot = BotSpec()
     connector = _str(table.get("connector", bot.connector), "bot.connector")
-    if connector != "reference" and not _CONNECTOR_RE.match(connector):
-        raise SpecError("bot.connector", f"expected 'reference' or 'module:attr', got {connector!r}")
+    if connector != "reference" and (not _CONNECTOR_RE.match(connector)
+                                     or (connector.startswith("hummingbot:") and connector.count(":") != 2)):
+        raise SpecError("bot.connector", "expected 'reference', 'module:attr', 'hummingbot' or "
+                        f"'hummingbot:package.module:ClassName', got {connector!r}")
     bot.connector = connector
+    harness = table.get("hummingbot", {})
+    if not isinstance(harness, dict):
+        raise SpecError("bot.hummingbot", f"expected a table, got {type(harness).__name__}")
+    _unknown(harness, HUMMINGBOT_KEYS, "bot.hummingbot")
+    urls = harness.get("urls", {})
+    if not isinstance(urls, dict):
+        raise SpecError("bot.hummingbot.urls", f"expected a table of 'module:ATTR' = target, got {urls!r}")
+    for target, value in urls.items():
+        _str(value, f"bot.hummingbot.urls.{target}")
+    if harness and not connector.startswith("hummingbot"):
+        raise SpecError("bot.hummingbot", "only a Hummingbot connector (connector = 'hummingbot...') takes it")
+    bot.hummingbot = dict(harness)
     options = table.get("options", {})
     if not isinstance(options, dict):
         raise SpecError("bot.options", f"expected a table of connector options, got {type(options).__name__}")

@@ -17,7 +17,7 @@ from benchmarks.common import Figure, percentile  # noqa: E402  (importable once
 
 KEYS = {"name", "value", "unit", "baseline", "ratio", "goal", "met"}
 FIGURE_NAMES = {"replay_throughput", "delivery_precision", "proxy_overhead", "scenario_speed",
-                "replay_memory", "capture_write"}
+                "hummingbot_speed", "replay_memory", "capture_write"}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,10 @@ def test_every_figure_present_with_all_keys(tiny_run) -> None:
     for row in data:
         assert KEYS <= set(row), row
         assert not row["note"].startswith("failed"), row  # every figure actually ran
+        if row["name"] == "hummingbot_speed" and row["note"].startswith("not measured"):
+            # no Hummingbot environment on this machine (yet): said so, and no verdict
+            assert row["value"] is None and row["met"] is None and "tools/hummingbot-env" in row["note"]
+            continue
         assert isinstance(row["value"], (int, float)) and math.isfinite(row["value"]), row
         assert row["met"] in (True, False, None)
         if row["baseline"] is not None and row["baseline"] != 0:

@@ -43,7 +43,8 @@ class BelievedOrder:
 
 @runtime_checkable
 class ConnectorAdapter(Protocol):
-    ready: bool
+    @property
+    def ready(self) -> bool: ...
 
     async def start(self, urls: ServerUrls, api_key: str, api_secret: str) -> None: ...
 
@@ -116,7 +117,8 @@ class ReferenceAdapter:
             return []
         tr = self.connector.tracker
         out = []
-        for where, orders in (("active", dict(tr.active)), ("cached", dict(tr.cached.items())), ("lost", dict(tr.lost))):
+        pools = (("active", dict(tr.active)), ("cached", dict(tr.cached.items())), ("lost", dict(tr.lost)))
+        for where, orders in pools:
             for o in orders.values():
                 out.append(BelievedOrder(o.client_order_id, o.exchange_order_id, o.pair, o.side, o.price, o.amount,
                                          o.state.name, where))

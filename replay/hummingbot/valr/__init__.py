@@ -1,0 +1,1 @@
+"""A Hummingbot (ExchangePyBase) connector for VALR, laid out like hummingbot/connector/exchange/valr/."""
