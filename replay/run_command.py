@@ -145,7 +145,8 @@ def run(scenarios, policies, seed, json_path, trace_path, connector, real_time, 
                     rest = trace_path.name[len(stem):]
                     safe = policy.replace(":", "_")
                     path = trace_path.with_name(f"{stem}-{scenario.name}-{safe}{rest}")
-            console.print(f"[bold]{scenario.name}[/bold] policy={policy} seed={run_seed}")
+            named = "" if scenario.bot.connector == "reference" else f" connector={scenario.bot.connector}"
+            console.print(f"[bold]{scenario.name}[/bold]{named} policy={policy} seed={run_seed}")
             with Progress(TextColumn("  {task.description}"), BarColumn(),
                           TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
                           TimeElapsedColumn(), console=console, transient=True) as progress:
@@ -160,7 +161,7 @@ def run(scenarios, policies, seed, json_path, trace_path, connector, real_time, 
             verdict = "[green]as expected[/green]" if result.as_expected else "[red]NOT as expected[/red]"
             console.print(f"  {result.sim_seconds:.1f} s simulated in {result.wall_seconds:.2f} s wall; {verdict}"
                           + (f" (unexpected: {', '.join(result.unexpected)})" if result.unexpected else ""))
-            console.print(f"  reproduce: {reproduce_command(scenario, policy, run_seed)}")
+            console.print(f"  reproduce: {reproduce_command(scenario, policy, run_seed, connector)}")
             if result.trace_path:
                 console.print(f"  trace: {result.trace_path}")
 

@@ -113,8 +113,10 @@ def check_spec(scenario: Scenario) -> CheckSpec:
     )
 
 
-def reproduce_command(scenario: Scenario, policy: str, seed: int) -> str:
-    return f"valr-replay run {scenario.path} --policy {policy} --seed {seed}"
+def reproduce_command(scenario: Scenario, policy: str, seed: int, connector: str | None = None) -> str:
+    """The command line that runs this again (``connector`` when it is not the scenario file's own)."""
+    with_connector = f" --connector {connector}" if connector else ""
+    return f"valr-replay run {scenario.path}{with_connector} --policy {policy} --seed {seed}"
 
 
 async def run_scenario_async(

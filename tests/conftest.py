@@ -238,9 +238,13 @@ def pytest_configure(config: pytest.Config) -> None:
     environment). CI builds the Hummingbot environment (tools/hummingbot-env) and sets
     VALR_REPLAY_REQUIRE_HUMMINGBOT=1 there, so a broken install fails the run instead of skipping."""
     if os.environ.get("VALR_REPLAY_REQUIRE_HUMMINGBOT") == "1":
+        import warnings
+
         try:
-            import hummingbot.connector.exchange_py_base  # noqa: F401
-            import hummingbot.strategy.pure_market_making  # noqa: F401
+            with warnings.catch_warnings():  # Hummingbot's bundled connectors' pydantic deprecations
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import hummingbot.connector.exchange_py_base  # noqa: F401
+                import hummingbot.strategy.pure_market_making  # noqa: F401
         except ImportError as exc:
             raise pytest.UsageError(
                 f"VALR_REPLAY_REQUIRE_HUMMINGBOT=1 but Hummingbot cannot be imported: {exc}") from None

@@ -216,3 +216,21 @@ def test_constructor_arguments_follow_the_signature_of_each_release() -> None:
 
     with pytest.raises(HummingbotError, match="no value for its parameter.s. passphrase; give them in"):
         constructor_kwargs(NeedsMore, "KEY", "SECRET", "BTC-ZAR", None, {})
+
+
+@pytest.mark.timeout(60)
+def test_real_time_runs_on_the_wall_clock_and_its_signatures_are_accepted() -> None:
+    import time
+
+    scenario = load_scenario(SCENARIOS / "open_orders_race.toml")
+    scenario.bot.connector = "hummingbot"
+    scenario.duration_s = 3.0
+    before = time.time()
+    result = run_scenario(scenario, "reconcile", virtual=False)
+    start = next(r for r in result.records if r["type"] == "RUN_START")
+    # the exchange's epoch is the wall clock, not the fixed 2026-01-01 of virtual runs
+    assert start["wall"] >= time.strftime("%Y-%m-%dT%H:%M", time.gmtime(before - 60))
+    statuses = [r["data"].get("status") for r in result.records if r["kind"] == "rest" and r["dir"] == "in"]
+    assert statuses and 401 not in statuses and 403 not in statuses
+    assert any(r["type"] == "CREATE" for r in result.records if r["kind"] == "strategy")
+    assert result.violated == []
