@@ -8,10 +8,11 @@ behind ``ReferenceAdapter``); ``load_connector("package.module:attr", **options)
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Protocol, runtime_checkable
+
+from replay.importing import NotFound, import_attribute
 
 
 @dataclass(frozen=True)
@@ -157,15 +158,9 @@ def load_connector(name: str, **options: Any) -> ConnectorAdapter:
     if not sep or not module_name or not attr:
         raise ValueError(f"connector {name!r}: expected 'reference' or 'package.module:attr'")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"connector {name!r}: cannot import module {module_name!r}: {e}") from e
-    target: Any = module
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ValueError(f"connector {name!r}: module {module_name!r} has no attribute {attr!r}") from None
+        target = import_attribute(module_name, attr)
+    except NotFound as exc:
+        raise ValueError(f"connector {name!r}: {exc}") from None
     if not callable(target):
         raise ValueError(f"connector {name!r}: {attr!r} is not a class or factory")
     adapter = target(**options)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import importlib
 import inspect
 import logging
 import os
@@ -36,6 +35,7 @@ from typing import Any, Mapping
 from replay.capture import TraceRecorder
 from replay.clock import Clock
 from replay.connector.adapter import BelievedOrder, ServerUrls
+from replay.importing import NotFound, import_attribute
 
 from . import urls as url_rewrite
 from .headless import headless
@@ -118,20 +118,11 @@ def load_class(spec: str) -> type:
     require_hummingbot()
     from hummingbot.connector.exchange_py_base import ExchangePyBase
 
-    path = class_path(spec)
-    module_name, _, attr = path.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+    module_name, _, attr = class_path(spec).partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HummingbotError(f"connector {spec!r}: cannot import module {module_name!r}: {exc}") from None
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise HummingbotError(f"connector {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
+        target = import_attribute(module_name, attr)
+    except NotFound as exc:
+        raise HummingbotError(f"connector {spec!r}: {exc}") from None
     if not isinstance(target, type) or not issubclass(target, ExchangePyBase):
         raise HummingbotError(f"connector {spec!r}: {attr} is not a Hummingbot ExchangePyBase subclass")
     return target

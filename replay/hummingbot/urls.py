@@ -38,6 +38,7 @@ from types import ModuleType
 from typing import Any, Iterator, Mapping
 
 from replay.connector.adapter import ServerUrls
+from replay.importing import NotFound, import_attribute
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,9 @@ def _override(target: str, spec: str, urls: ServerUrls) -> Rewrite:
     if not sep or not module_name or not attr:
         raise RedirectError(f"{key}: expected 'package.module:ATTRIBUTE'")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RedirectError(f"{key}: cannot import {module_name!r}: {exc}") from None
-    if not hasattr(module, attr):
-        raise RedirectError(f"{key}: module {module_name!r} has no attribute {attr!r}")
+        current = import_attribute(module_name, attr)
+    except NotFound as exc:
+        raise RedirectError(f"{key}: {exc}") from None
     named = {"rest": urls.rest_url, "ws": ws_base(urls), "ws_account": urls.ws_account_url,
              "ws_trade": urls.ws_trade_url}
     if spec in named:
@@ -133,7 +132,7 @@ def _override(target: str, spec: str, urls: ServerUrls) -> Rewrite:
     else:
         raise RedirectError(f"{key}: expected one of {', '.join(OVERRIDE_TARGETS)} or a template with "
                             f"{{rest}} / {{ws}}, got {spec!r}")
-    return Rewrite(module_name, attr, str(getattr(module, attr)), new)
+    return Rewrite(module_name, attr, str(current), new)
 
 
 def _set(rewrite: Rewrite, value: str) -> None:
