@@ -14,8 +14,15 @@ TOML layout::
     idle_timeout_s = 30.0           # omit for no idle timeout
     rate_limit_per_minute_key = 2000
     rate_limit_per_minute_ip = 1200
+    reference_currency = "ZAR"      # BALANCE_UPDATE's referenceCurrency; default: the first pair's quote
+    mark_price_interval_s = 5.0     # MARK_PRICE_UPDATE cadence
     [server.route_limits_per_second]
     "POST /v1/orders" = 400
+    [server.ws_rate_limits_per_second]  # per account WebSocket connection; past one: RATE_LIMIT_EXCEEDED
+    place = 400                     # PLACE_LIMIT_ORDER, PLACE_MARKET_ORDER
+    cancel = 450                    # CANCEL_LIMIT_ORDER
+    batch = 400                     # BATCH_ORDERS
+    modify = 400                    # MODIFY_ORDER
 
     [[pairs]]                       # replaces the default pairs when present
     symbol = "BTCZAR"               # required: symbol, base, quote, tick_size, min_base, min_quote
@@ -80,6 +87,9 @@ DEFAULT_ROUTE_LIMITS: dict[str, int] = {
     "/v1/public/status": 20,
 }
 
+# Account WebSocket write limits per connection per second, by kind of command (see ServerParams).
+DEFAULT_WS_RATE_LIMITS: dict[str, int] = {"place": 400, "cancel": 450, "batch": 400, "modify": 400}
+
 
 class ConfigError(ValueError):
     """Bad configuration; the message names the file and the key."""
@@ -125,6 +135,12 @@ class ServerParams:
     rate_limit_per_minute_key: int = 2000
     rate_limit_per_minute_ip: int = 1200
     route_limits_per_second: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_ROUTE_LIMITS))
+    # VALR's account WebSocket write limits, per connection per second [C-off Postman "Rate
+    # limiting": "WebSocket account write ... Place: 400 p/s, Cancel: 450p/s, Batch: 400p/s, Modify:
+    # 400p/s"; that they count per connection is the issue's reading, INF].
+    ws_rate_limits_per_second: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WS_RATE_LIMITS))
+    reference_currency: str | None = None
+    mark_price_interval_s: float = 5.0
 
 
 @dataclass
@@ -371,6 +387,14 @@ def _server(v: _V, raw: Any, key: str) -> ServerParams:
         for route, limit in v.table(t["route_limits_per_second"], k("route_limits_per_second")).items():
             routes[route] = v.integer(limit, k(f"route_limits_per_second.{route}"), minimum=1)
     idle = t.get("idle_timeout_s")
+    ws_limits = dict(d.ws_rate_limits_per_second)
+    if "ws_rate_limits_per_second" in t:
+        for kind, limit in v.table(t["ws_rate_limits_per_second"], k("ws_rate_limits_per_second")).items():
+            if kind not in DEFAULT_WS_RATE_LIMITS:
+                raise v.err(k(f"ws_rate_limits_per_second.{kind}"),
+                            f"unknown kind: expected {', '.join(DEFAULT_WS_RATE_LIMITS)}")
+            ws_limits[kind] = v.integer(limit, k(f"ws_rate_limits_per_second.{kind}"), minimum=1)
+    ref = t.get("reference_currency")
     return ServerParams(
         engine_latency_s=v.number(t.get("engine_latency_s", d.engine_latency_s), k("engine_latency_s"), minimum=0),
         timestamp_window_s=v.number(
@@ -385,6 +409,10 @@ def _server(v: _V, raw: Any, key: str) -> ServerParams:
             t.get("rate_limit_per_minute_ip", d.rate_limit_per_minute_ip), k("rate_limit_per_minute_ip"), minimum=1
         ),
         route_limits_per_second=routes,
+        ws_rate_limits_per_second=ws_limits,
+        reference_currency=None if ref is None else v.string(ref, k("reference_currency")),
+        mark_price_interval_s=v.number(t.get("mark_price_interval_s", d.mark_price_interval_s),
+                                       k("mark_price_interval_s"), minimum=0.001),
     )
 
 

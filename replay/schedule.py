@@ -96,7 +96,11 @@ PREDICATES = {
     "PLACE_*_WS_RESPONSE, or passed to DeliverySchedule.note_order for REST placements)",
     "omits-pending-order": "an OPEN_ORDERS_UPDATE that lacks an order the bot placed which has "
     "been acknowledged but not yet seen in any later account message (the stale-snapshot race)",
+    "book-diff": "a sequenced order-book diff (FULL_ORDERBOOK_UPDATE, OB_L1_DIFF): dropping one "
+    "leaves a gap in the sequence numbers the client sees",
 }
+#: message types whose sequence numbers let a client detect a lost message
+BOOK_DIFF_TYPES = frozenset({"FULL_ORDERBOOK_UPDATE", "OB_L1_DIFF"})
 
 PLACE_REPLY_TYPES = frozenset({"PLACE_LIMIT_WS_RESPONSE", "PLACE_MARKET_WS_RESPONSE"})
 _CONN_KINDS = ("account", "trade", "rest", "engine")
@@ -292,6 +296,9 @@ class DeliverySchedule:
         self._history: dict[tuple[str, str], deque[tuple[float, Any]]] = {}
         self._keep_history = any(isinstance(p, ResendStale) for p in self.perturbations)
         self._disconnect_names: dict[int, str] = {}
+        # timed ``at`` disconnects: delivery seq -> perturbation index; the indices already fired
+        self._at_disconnects: dict[int, int] = {}
+        self._at_fired: set[int] = set()
         self._bot_orders: set[str] = set()
         self._pending_orders: dict[str, float] = {}
 
@@ -321,8 +328,14 @@ class DeliverySchedule:
         if self.on_applied is not None:
             self.on_applied(applied)
 
-    def push(self, now: float, conn: str, msg_type: str, message: Any) -> None:
-        """The server produced ``message`` for ``conn`` at ``now``: decide when it goes out."""
+    def push(self, now: float, conn: str, msg_type: str, message: Any, not_before: float | None = None) -> float | None:
+        """The server produced ``message`` for ``conn`` at ``now``: decide when it goes out.
+
+        ``not_before`` keeps a message behind another one already scheduled (a sequence the
+        server writes in one go, e.g. AUTHENTICATED then the account's state): the message goes
+        out no earlier than that time, whatever its latency. Returns when the message is due
+        (for a held or reordered message, its normal time), or None when it was dropped.
+        """
         self._ensure_start(now)
         self._flush_groups(now)
         self._track_orders(conn, msg_type, message, now)
@@ -350,7 +363,7 @@ class DeliverySchedule:
             self._note_applied(Applied(now, p.name, conn, msg_type))
             if isinstance(p, Drop):
                 self._remember(history_key, now, message)
-                return
+                return None
             if isinstance(p, Delay):
                 deliver_at += p.extra.sample(self._rng)
             elif isinstance(p, HoldUntil):
@@ -362,6 +375,8 @@ class DeliverySchedule:
             elif isinstance(p, Disconnect):
                 disconnects.append(p)
         self._remember(history_key, now, message)
+        if not_before is not None:
+            deliver_at = max(deliver_at, not_before)
 
         if reorder is not None:
             index, p, key = reorder
@@ -396,6 +411,7 @@ class DeliverySchedule:
             d = Delivery(deliver_at + p.gap_s, next(self._seq), conn, "disconnect", "DISCONNECT", p.message())
             self._disconnect_names[d.seq] = p.name
             self._queue.add(d)
+        return deliver_at
 
     def pop_due(self, now: float) -> list[Delivery]:
         """Everything due at ``now``, in delivery order."""
@@ -405,6 +421,9 @@ class DeliverySchedule:
             d = self._queue.pop(0)
             self._held.pop(d.seq, None)  # a hold that ran to its maximum
             if d.kind == "disconnect":
+                fired = self._at_disconnects.pop(d.seq, None)
+                if fired is not None:
+                    self._at_fired.add(fired)
                 name = self._disconnect_names.pop(d.seq, None)
                 if name is not None:
                     self._note_applied(Applied(d.deliver_at, name, d.conn, "DISCONNECT"))
@@ -431,7 +450,9 @@ class DeliverySchedule:
             if m.conns and not any(_conn_matches(conn, c) for c in m.conns):
                 continue
             at = self.start + p.at_s if p.at_s is not None else now + (p.after_open_s or 0.0)
-            if at < now:
+            if at < now or (p.at_s is not None and i in self._at_fired):
+                # An ``at`` disconnect closes the connections open at that time, once: a client
+                # that reconnects at once (in the same instant) is not closed again, and again.
                 continue
             self._counts[i] += 1
             if m.nth and self._counts[i] not in m.nth:
@@ -440,6 +461,8 @@ class DeliverySchedule:
                 continue
             d = Delivery(at, next(self._seq), conn, "disconnect", "DISCONNECT", p.message())
             self._disconnect_names[d.seq] = p.name
+            if p.at_s is not None:
+                self._at_disconnects[d.seq] = i
             self._queue.add(d)
 
     def connection_closed(self, conn: str) -> None:
@@ -449,6 +472,7 @@ class DeliverySchedule:
             self._queue.remove(d)
             self._held.pop(d.seq, None)
             self._disconnect_names.pop(d.seq, None)
+            self._at_disconnects.pop(d.seq, None)
         for group_key in [k for k in self._groups if k[1] == conn]:
             del self._groups[group_key]
         for last_key in [k for k in self._last if k[0] == conn]:
@@ -557,6 +581,8 @@ class DeliverySchedule:
             return bool(ids)
         if name == "mentions-bot-order":
             return any(i in self._bot_orders for i in ids)
+        if name == "book-diff":
+            return msg_type in BOOK_DIFF_TYPES
         if name == "omits-pending-order":
             # Tracking has already removed the orders this snapshot lists.
             return isinstance(_data(message), list) and bool(self._pending_orders)

@@ -315,7 +315,8 @@ def test_parse_cancel_errors(body, field, words):
 
 def test_simple_rest_bodies():
     assert codec.error_json(-1, "Invalid Order. ") == {"code": -1, "message": "Invalid Order. "}
-    assert codec.time_json(T0) == {"epochTime": 1715169089, "time": ISO0}
+    # VALR's server time has a nanosecond fraction ("...41.280178906Z"); the clock has milliseconds
+    assert codec.time_json(T0) == {"epochTime": 1715169089, "time": ISO0[:-1] + "000000Z"}
     assert codec.status_json() == {"status": "online"}
 
 
@@ -352,7 +353,7 @@ def test_orderbook_depth():
     b = book(50)
     assert len(codec.orderbook_json(b)["Asks"]) == 40
     assert len(codec.orderbook_json(b)["Bids"]) == 40
-    assert len(codec.book_update_message(b)["data"]["Bids"]) == 20
+    assert len(codec.book_update_message(b)["data"]["Bids"]) == 40  # "the top 40 bids and asks"
     assert len(codec.orderbook_json(b, depth=None)["Asks"]) == 50
     # order preserved: asks ascending, bids descending as given
     asks = codec.orderbook_json(b)["Asks"]
@@ -369,8 +370,8 @@ def summary(**kw) -> MarketSummary:
     return MarketSummary(**base)
 
 
-SUMMARY_KEYS = {"currencyPairSymbol", "askPrice", "bidPrice", "lastTradedPrice", "previousClosePrice", "baseVolume",
-                "quoteVolume", "highPrice", "lowPrice", "created", "changeFromPrevious"}
+SUMMARY_KEYS = {"currencyPair", "askPrice", "bidPrice", "lastTradedPrice", "previousClosePrice", "baseVolume",
+                "quoteVolume", "highPrice", "lowPrice", "created", "changeFromPrevious", "markPrice"}
 
 
 def test_market_summary_json():
@@ -378,8 +379,12 @@ def test_market_summary_json():
     assert set(d) == SUMMARY_KEYS
     assert d["askPrice"] == "9500" and d["quoteVolume"] == "118125" and d["created"] == ISO0
     assert d["changeFromPrevious"] == "5.00"
+    assert d["markPrice"] == "9450"  # the median of last traded 9450, bid 9400, ask 9500
     empty = codec.market_summary_json(summary(last_traded_price=None, high_price=None, ask_price=None))
     assert empty["lastTradedPrice"] == "0" and empty["highPrice"] == "0" and empty["askPrice"] == "0"
+    assert empty["markPrice"] == "9400"  # only the bid is left
+    none = codec.market_summary_json(summary(last_traded_price=None, bid_price=None, ask_price=None))
+    assert none["markPrice"] == "0"
 
 
 def test_balance_json_currency_is_a_string():
@@ -451,7 +456,8 @@ def test_order_status_json_failed_and_market():
 
 def test_every_status_spelling():
     spell = {s: codec.order_status_json(order(status=s))["orderStatusType"] for s in OrderStatus}
-    assert set(spell.values()) == {"Placed", "Partially Filled", "Filled", "Cancelled", "Failed"}
+    # the five Hummingbot maps, and a waiting stop-limit order's "Active"
+    assert set(spell.values()) == {"Placed", "Partially Filled", "Filled", "Cancelled", "Failed", "Active"}
 
 
 def test_history_json():
@@ -459,8 +465,9 @@ def test_history_json():
               original_quantity=D("0.002"), remaining_quantity=D("0"), filled_quantity=D("0.002"),
               filled_quote=D("19.0000"), fee_paid=D("0.000002"))
     d = roundtrip(codec.history_json(o))
-    assert set(d) == STATUS_KEYS | {"averagePrice", "total", "totalFee", "feeCurrency"}
+    assert set(d) == STATUS_KEYS | {"averagePrice", "total", "totalExecutedQuantity", "totalFee", "feeCurrency"}
     assert d["averagePrice"] == "9500" and d["total"] == "19" and d["totalFee"] == "0.000002"
+    assert d["totalExecutedQuantity"] == "0.002"
     assert d["feeCurrency"] == "BTC"
     assert d["remainingQuantity"] == "0"
     sell = codec.history_json(order(side=Side.SELL, pair="BTCZAR"))
@@ -516,7 +523,8 @@ def only(event):
 
 def test_order_processed():
     assert only(OrderProcessed(T0, "demo", "o-1", "c-1", True)) == {
-        "type": "ORDER_PROCESSED", "data": {"orderId": "o-1", "success": True, "failureReason": ""}}
+        "type": "ORDER_PROCESSED",
+        "data": {"orderId": "o-1", "success": True, "failureReason": "", "customerOrderId": "c-1"}}
     m = only(OrderProcessed(T0, "demo", "o-1", None, False, "Post only cancelled as it would have matched"))
     assert m["data"]["success"] is False
     assert m["data"]["failureReason"] == "Post only cancelled as it would have matched"
@@ -526,7 +534,9 @@ def test_order_status_update():
     m = only(OrderStatusChanged(T1, "demo", order(status=OrderStatus.CANCELLED)))
     assert m["type"] == "ORDER_STATUS_UPDATE"
     assert set(m) == {"type", "data"}
-    assert m["data"] == roundtrip(codec.order_status_json(order(status=OrderStatus.CANCELLED)))
+    # the REST status body plus executedPrice/Quantity/Fee (VALR's stream example)
+    assert m["data"] == roundtrip(codec.order_status_stream_json(order(status=OrderStatus.CANCELLED)))
+    assert set(m["data"]) == STATUS_KEYS | {"executedPrice", "executedQuantity", "executedFee"}
     assert m["data"]["orderStatusType"] == "Cancelled"
 
 
@@ -547,11 +557,13 @@ def test_open_orders_update_is_a_bare_array():
     m = only(OpenOrdersChanged(T0, "demo", (placed,)))
     assert m["type"] == "OPEN_ORDERS_UPDATE"
     assert isinstance(m["data"], list)
+    # exactly VALR's keys: no remainingQuantity, no originalPrice; allowMargin
     assert m["data"] == [{
-        "orderId": "f1e2d3c4-1", "side": "buy", "quantity": "0.01", "remainingQuantity": "0.01",
-        "price": "950000", "originalPrice": "950000", "currencyPair": "BTCZAR", "createdAt": ISO0,
+        "orderId": "f1e2d3c4-1", "side": "buy", "quantity": "0.01",
+        "price": "950000", "currencyPair": "BTCZAR", "createdAt": ISO0,
         "updatedAt": ISO0, "originalQuantity": "0.01", "filledPercentage": "0.00",
         "customerOrderId": "my-order-1", "status": "Placed", "type": "limit", "timeInForce": "GTC",
+        "allowMargin": False,
     }]
     assert only(OpenOrdersChanged(T0, "demo", ())) == {"type": "OPEN_ORDERS_UPDATE", "data": []}
 
@@ -562,7 +574,9 @@ def test_balance_update_currency_is_an_object():
     assert m["type"] == "BALANCE_UPDATE"
     d = m["data"]
     assert d["currency"] == {"symbol": "BTC", "decimalPlaces": 8, "isActive": True, "shortName": "BTC",
-                             "longName": "Bitcoin", "supportedWithdrawDecimalPlaces": 8}
+                             "longName": "Bitcoin", "supportedWithdrawDecimalPlaces": 8, "collateral": True,
+                             "collateralWeight": "0.95"}
+    assert d["referenceCurrency"] == "ZAR" and d["totalInReference"] == "0"  # no valuation given
     assert d["available"] == "0.88738681" and d["reserved"] == "0.97803484" and d["total"] == "1.86542165"
     assert d["updatedAt"] == ISO1
     assert {"currency", "available", "reserved", "total", "updatedAt"} <= set(d)
@@ -586,7 +600,7 @@ def test_account_trade_messages_buy():
     assert [m["type"] for m in msgs] == ["NEW_ACCOUNT_TRADE", "NEW_ACCOUNT_HISTORY_RECORD"]
     nat, hist = msgs
     assert nat["currencyPairSymbol"] == "BTCZAR"
-    assert set(nat["data"]) == ACCOUNT_TRADE_KEYS
+    assert set(nat["data"]) == ACCOUNT_TRADE_KEYS - {"sequenceId"}  # VALR's stream example has none
     h = hist["data"]
     assert set(h) == {"id", "transactionType", "debitCurrency", "debitValue", "creditCurrency", "creditValue",
                       "feeCurrency", "feeValue", "eventAt", "additionalInfo"}
@@ -644,11 +658,10 @@ def test_split_pair():
 def test_simple_ws_messages():
     assert codec.authenticated_message() == {"type": "AUTHENTICATED"}
     assert codec.pong_message() == {"type": "PONG"}
-    subs = [{"event": "ORDER_STATUS_UPDATE"}]
-    m = codec.subscribed_message(subs)
-    assert m["type"] == "SUBSCRIBED" and m["subscriptions"] == subs
-    assert codec.ws_error("Unauthorized") == {"type": "ERROR", "data": {"message": "Unauthorized"}}
-    assert codec.ws_error("x", -1)["data"]["code"] == -1
+    assert codec.pong_message(no_subscriptions=True) == {"type": "PONG", "message": "NO_SUBSCRIPTIONS"}
+    assert codec.subscribed_message("OB_L1_DIFF", "BTCZAR") == {"type": "SUBSCRIBED", "message": "OB_L1_DIFF:BTCZAR"}
+    assert codec.unsubscribed_message("BALANCE_UPDATE") == {"type": "UNSUBSCRIBED", "message": "BALANCE_UPDATE"}
+    assert codec.ws_error("Unauthorized") == {"type": "ERROR", "message": "Unauthorized"}
 
 
 def test_place_responses():
@@ -681,6 +694,8 @@ def test_cancel_response_matches_log():
     assert m == {"type": "CANCEL_ORDER_WS_RESPONSE", "clientMsgId": "c3d4",
                  "data": {"requested": True, "customerOrderId": cid}}
     assert codec.cancel_response("c", "o-1", None)["data"] == {"requested": True, "orderId": "o-1"}
+    assert codec.cancel_response("c", "o-1", cid)["data"] == {"requested": True, "orderId": "o-1",
+                                                              "customerOrderId": cid}
 
 
 def test_cancel_on_disconnect_update():
@@ -703,7 +718,8 @@ def test_book_update_message():
 def test_market_summary_message():
     m = roundtrip(codec.market_summary_message(summary()))
     assert m["type"] == "MARKET_SUMMARY_UPDATE" and m["currencyPairSymbol"] == "BTCZAR"
-    assert set(m["data"]) == SUMMARY_KEYS
+    # the stream's data names the pair currencyPairSymbol (decided from a capture; docs/valr-fidelity.md)
+    assert set(m["data"]) == SUMMARY_KEYS - {"currencyPair"} | {"currencyPairSymbol"}
 
 
 def test_new_trade_message():
@@ -718,7 +734,7 @@ def test_trade_bucket_message():
                                              D("9550"), D("1.50")))
     assert m == {"type": "NEW_TRADE_BUCKET", "currencyPairSymbol": "BTCZAR",
                  "data": {"currencyPairSymbol": "BTCZAR", "bucketPeriodInSeconds": 60,
-                          "startTime": "2024-05-08T11:51:00.000Z", "open": "9500", "high": "9600", "low": "9400",
+                          "startTime": "2024-05-08T11:51:00Z", "open": "9500", "high": "9600", "low": "9400",
                           "close": "9550", "volume": "1.5"}}
 
 

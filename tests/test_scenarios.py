@@ -38,6 +38,10 @@ CASES = [
     ("account_ws_disconnect", "naive"),
     ("account_ws_disconnect", "ignore"),
     ("account_ws_disconnect", "reconcile"),
+    ("account_ws_reconnect_snapshot", "naive"),
+    ("account_ws_reconnect_snapshot", "age-guard:5"),
+    ("account_ws_reconnect_snapshot", "ignore"),
+    ("account_ws_reconnect_snapshot", "reconcile"),
 ]
 HOLDING = ("ignore", "reconcile")
 
@@ -194,12 +198,36 @@ def point_account_ws_disconnect(r: RunResult, policy: str) -> None:
     assert not any(d["to"] == "FAILED" for d in client_states(r))
 
 
+def point_account_ws_reconnect_snapshot(r: RunResult, policy: str) -> None:
+    conns = Counter(x["conn"] for x in r.records if x["kind"] == "ws" and x["type"] == "CONNECT")
+    assert conns["account-1"] == 1 and conns["account-2"] == 1  # dropped once, reconnected
+    # The reconnect's connect-time snapshot was held behind the first placement reply on it.
+    (late,) = perturbations(r, "reconnect-snapshot-late")
+    assert late["conn"] == "account-2" and late["msg_type"] == "OPEN_ORDERS_UPDATE"
+    on_new = [x for x in r.records if x["kind"] == "ws" and x.get("dir") == "in" and x["conn"] == "account-2"]
+    kinds = [x["type"] for x in on_new]
+    assert kinds[0] == "AUTHENTICATED" and "BALANCE_UPDATE" in kinds[1:3]
+    first_reply = kinds.index("PLACE_LIMIT_WS_RESPONSE")
+    held = on_new[first_reply + 1]  # built at the reconnect, before the fresh orders: none listed
+    assert held["type"] == "OPEN_ORDERS_UPDATE" and data(held) == {"type": "OPEN_ORDERS_UPDATE", "data": []}
+    # No ordinary-race snapshot got through: everything that fooled naive came from the reconnect.
+    absent = [x for x in r.records if x["kind"] == "client" and x["type"] == "ORDER_STATE"
+              and data(x).get("reason") == "open_orders_update:absent" and data(x).get("from") != "PENDING_CANCEL"]
+    if policy == "naive":
+        assert fig(r, "false_cancels", "false_cancels") == 2 and fig(r, "orphans", "orphans") == 2
+        assert len(absent) == 2 and all(x["t"] == held["t"] for x in absent)
+        return
+    assert_clean(r)
+    assert absent == []
+
+
 POINTS = {
     "open_orders_race": point_open_orders_race,
     "stale_snapshot": point_stale_snapshot,
     "cancel_ack_not_final": point_cancel_ack_not_final,
     "ws_timeout_duplicate": point_ws_timeout_duplicate,
     "account_ws_disconnect": point_account_ws_disconnect,
+    "account_ws_reconnect_snapshot": point_account_ws_reconnect_snapshot,
 }
 
 

@@ -329,6 +329,17 @@ def test_timed_disconnect_relative_to_start_and_after_open():
     assert s.next_at() is None
 
 
+def test_timed_disconnect_spares_a_reconnect_in_the_same_instant():
+    """A client that reconnects at once (no back-off in virtual time: Hummingbot's) is not closed
+    again at the same ``at``, which would loop forever."""
+    s = sched(perturb=[{"match": {"conn": "account"}, "disconnect": {"at": "10s"}}], start=100.0)
+    s.connection_opened(100.0, "account-1")
+    s.connection_opened(110.0, "account-2")  # open at the time, before it fires: closed too
+    assert [(d.conn, d.kind) for d in s.pop_due(110.0)] == [("account-1", "disconnect"), ("account-2", "disconnect")]
+    s.connection_opened(110.0, "account-3")  # the reconnect, still at 110.0
+    assert s.next_at() is None
+
+
 def test_disconnect_after_nth_message_follows_that_message():
     s = sched(perturb=[{"match": {"type": OSU, "nth": 2}, "disconnect": {"gap": "10ms", "code": 1001}}])
     for i in range(3):

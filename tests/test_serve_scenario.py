@@ -72,6 +72,8 @@ async def test_serve_scenario_applies_latency_and_perturbations(tmp_path):
                 assert resp.status == 200  # signed by time.time(): the server's epoch is the wall clock
             async with session.ws_connect(ws_url, headers=_signed(info, "GET", "/ws/account")) as ws:
                 assert (await ws.receive_json(timeout=5))["type"] == "AUTHENTICATED"
+                # the account's state on connect: its two balances; the snapshot is dropped too
+                assert [(await ws.receive_json(timeout=5))["type"] for _ in range(2)] == ["BALANCE_UPDATE"] * 2
                 sent = time.monotonic()
                 await ws.send_json({"type": "PING"})
                 assert (await ws.receive_json(timeout=5))["type"] == "PONG"

@@ -104,9 +104,10 @@ async def test_public_endpoints(maker, fake_server):
     r = await maker.call("GET", "/v1/public/BTCZAR/orderbook", signed=False)
     assert r.status == 200 and set(r.body) >= {"Asks", "Bids", "LastChange", "SequenceNumber"}
     r = await maker.call("GET", "/v1/public/marketsummary", signed=False)
-    assert {s["currencyPairSymbol"] for s in r.body} == {"BTCZAR", "ETHZAR"}
+    # the REST summaries name the pair currencyPair (VALR's captured responses)
+    assert {s["currencyPair"] for s in r.body} == {"BTCZAR", "ETHZAR"}
     r = await maker.call("GET", "/v1/public/ETHZAR/marketsummary", signed=False)
-    assert r.body["currencyPairSymbol"] == "ETHZAR"
+    assert r.body["currencyPair"] == "ETHZAR" and "markPrice" in r.body
     r = await maker.call("GET", "/v1/public/NOPE/orderbook", signed=False)
     assert r.status == 400 and "NOPE" in r.body["message"]
 
@@ -122,10 +123,11 @@ async def test_place_rest_cancel(maker):
     ws = await maker.ws()
     await recv(ws, "AUTHENTICATED")
     r = await maker.call("POST", "/v1/orders/limit", dict(LIMIT, customerOrderId="ask-1", postOnly=True))
-    assert r.status == 202 and set(r.body) == {"id"}
+    # VALR's 202 echoes the customerOrderId
+    assert r.status == 202 and r.body == {"id": r.body["id"], "customerOrderId": "ask-1"}
     oid = r.body["id"]
     processed = await recv(ws, "ORDER_PROCESSED")
-    assert processed["data"] == {"orderId": oid, "success": True, "failureReason": ""}
+    assert processed["data"] == {"orderId": oid, "success": True, "failureReason": "", "customerOrderId": "ask-1"}
     placed = await recv(ws, "ORDER_STATUS_UPDATE")
     assert placed["data"]["orderStatusType"] == "Placed" and placed["data"]["customerOrderId"] == "ask-1"
     oou = await recv(ws, "OPEN_ORDERS_UPDATE")
@@ -273,16 +275,18 @@ async def test_market_order(maker, taker):
 
 async def test_batch_orders(maker):
     oid = (await maker.call("POST", "/v1/orders/limit", LIMIT)).body["id"]
-    body = {"customerBatchId": "b1", "requests": [
+    body = {"requests": [
         {"type": "PLACE_LIMIT", "data": dict(LIMIT, price="1600000")},
         {"type": "PLACE_LIMIT", "data": dict(LIMIT, pair="NOPE")},
         {"type": "CANCEL_ORDER", "data": {"orderId": oid, "pair": "BTCZAR"}},
         {"type": "MODIFY_ORDER", "data": {}},
     ]}
     r = await maker.call("POST", "/v1/batch/orders", body)
-    assert r.status == 200 and r.body["customerBatchId"] == "b1"
+    # VALR's batch reply: outcomes (with requestType) and a numeric batchId
+    assert r.status == 200 and isinstance(r.body["batchId"], int)
     accepted = [o["accepted"] for o in r.body["outcomes"]]
     assert accepted == [True, False, True, False]
+    assert [o.get("requestType") for o in r.body["outcomes"]] == ["PLACE_LIMIT", None, "CANCEL_ORDER", None]
     assert "NOPE" in r.body["outcomes"][1]["error"]["message"]
     await _wait_status(maker, oid, "Cancelled")
     await _wait_status(maker, r.body["outcomes"][0]["orderId"], "Placed")

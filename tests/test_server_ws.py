@@ -53,6 +53,7 @@ async def test_in_band_authenticate(fake_server, maker):
     await ws.send(json.dumps({"type": "AUTHENTICATE", "payload": {
         "apiKey": MAKER_KEY, "signature": sign(MAKER_SECRET, ts, "GET", "/ws/account"), "timestamp": ts}}))
     assert await recv_raw(ws) == {"type": "AUTHENTICATED"}
+    await recv(ws, "OPEN_ORDERS_UPDATE")  # the account's state follows an in-band authentication too
     await ws.send(json.dumps({"type": "PING", "clientMsgId": "p1"}))
     assert await recv_raw(ws) == {"type": "PONG", "clientMsgId": "p1"}
     records = fake_server.trace.records
@@ -64,6 +65,7 @@ async def test_in_band_authenticate(fake_server, maker):
 async def test_ws_place_and_cancel_replies_carry_client_msg_id(maker):
     ws = await maker.ws()
     await recv(ws, "AUTHENTICATED")
+    assert (await recv(ws, "OPEN_ORDERS_UPDATE"))["data"] == []  # the connect-time snapshot
     await ws.send(json.dumps({"type": "PLACE_LIMIT_ORDER", "clientMsgId": "m-1",
                               "payload": dict(ASK, customerOrderId="c-1", postOnly=True)}))
     ack = await recv_raw(ws)  # the ack comes before any processing outcome
@@ -84,10 +86,11 @@ async def test_ws_market_order_and_subscribe(maker, taker):
     await maker.call("POST", "/v1/orders/limit", ASK)
     ws = await taker.ws()
     await recv(ws, "AUTHENTICATED")
+    await recv(ws, "OPEN_ORDERS_UPDATE")
     await ws.send(json.dumps({"type": "SUBSCRIBE", "clientMsgId": "s",
                               "subscriptions": [{"event": "ORDER_STATUS_UPDATE"}]}))
     subscribed = await recv_raw(ws)
-    assert subscribed["type"] == "SUBSCRIBED" and subscribed["clientMsgId"] == "s"
+    assert subscribed == {"type": "SUBSCRIBED", "message": "ORDER_STATUS_UPDATE", "clientMsgId": "s"}
     await ws.send(json.dumps({"type": "PLACE_MARKET_ORDER", "clientMsgId": "mk",
                               "payload": {"side": "BUY", "baseAmount": "0.01", "pair": "BTCZAR"}}))
     ack = await recv(ws, "PLACE_MARKET_WS_RESPONSE")
@@ -101,6 +104,7 @@ async def test_cancel_on_disconnect(maker, client_factory, fake_server):
     await recv(watcher, "AUTHENTICATED")
     ws = await maker.ws()
     await recv(ws, "AUTHENTICATED")
+    await recv(ws, "OPEN_ORDERS_UPDATE")
     await ws.send(json.dumps({"type": "CANCEL_ON_DISCONNECT", "clientMsgId": "cod",
                               "payload": {"cancelOnDisconnect": True}}))
     update = await recv_raw(ws)
@@ -145,7 +149,7 @@ async def test_trade_subscribe_book_and_unsubscribe(maker, fake_server):
     await recv(account, "AUTHENTICATED")
     ws = await maker.ws("/ws/trade", signed=False)
     await ws.send(subscribe("AGGREGATED_ORDERBOOK_UPDATE", ["BTCZAR"]))
-    assert (await recv_raw(ws))["type"] == "SUBSCRIBED"
+    assert await recv_raw(ws) == {"type": "SUBSCRIBED", "message": "AGGREGATED_ORDERBOOK_UPDATE:BTCZAR"}
     snapshot = await recv_raw(ws)
     assert snapshot["type"] == "AGGREGATED_ORDERBOOK_UPDATE" and snapshot["currencyPairSymbol"] == "BTCZAR"
     assert snapshot["data"]["Asks"] == [] and snapshot["data"]["Bids"] == []
@@ -159,11 +163,11 @@ async def test_trade_subscribe_book_and_unsubscribe(maker, fake_server):
     assert await recv_raw(ws) == {"type": "PONG"}
     # unsubscribe: nothing more for BTCZAR
     await ws.send(subscribe("AGGREGATED_ORDERBOOK_UPDATE", []))
-    assert (await recv_raw(ws))["type"] == "SUBSCRIBED"
+    assert await recv_raw(ws) == {"type": "UNSUBSCRIBED", "message": "AGGREGATED_ORDERBOOK_UPDATE:BTCZAR"}
     oid = (await maker.call("POST", "/v1/orders/limit", dict(ASK, price="1600000"))).body["id"]
     await recv(account, is_status(oid, "Placed"))  # the book changed and was published by now
     await ws.send(json.dumps({"type": "PING"}))
-    assert await recv_raw(ws) == {"type": "PONG"}
+    assert await recv_raw(ws) == {"type": "PONG", "message": "NO_SUBSCRIPTIONS"}
 
 
 async def test_trade_all_pairs_summary_trades_buckets(maker, taker):
@@ -172,7 +176,11 @@ async def test_trade_all_pairs_summary_trades_buckets(maker, taker):
     await ws.send(json.dumps({"type": "SUBSCRIBE", "subscriptions": [
         {"event": "AGGREGATED_ORDERBOOK_UPDATE"}, {"event": "NEW_TRADE"}, {"event": "MARKET_SUMMARY_UPDATE"},
         {"event": "NEW_TRADE_BUCKET", "pairs": ["BTCZAR"]}]}))
-    assert (await recv_raw(ws))["type"] == "SUBSCRIBED"
+    acks = [await recv_raw(ws) for _ in range(7)]  # one per event and pair
+    assert {a["type"] for a in acks} == {"SUBSCRIBED"}
+    assert sorted(a["message"] for a in acks) == [
+        "AGGREGATED_ORDERBOOK_UPDATE:BTCZAR", "AGGREGATED_ORDERBOOK_UPDATE:ETHZAR", "MARKET_SUMMARY_UPDATE:BTCZAR",
+        "MARKET_SUMMARY_UPDATE:ETHZAR", "NEW_TRADE:BTCZAR", "NEW_TRADE:ETHZAR", "NEW_TRADE_BUCKET:BTCZAR"]
     first = [await recv_raw(ws) for _ in range(4)]  # book + summary for both pairs
     assert sorted((m["type"], m["currencyPairSymbol"]) for m in first) == [
         ("AGGREGATED_ORDERBOOK_UPDATE", "BTCZAR"), ("AGGREGATED_ORDERBOOK_UPDATE", "ETHZAR"),
@@ -205,6 +213,7 @@ async def test_schedule_delays_and_disconnects(make_server, client_factory):
     maker = client_factory(server)
     ws = await maker.ws()
     await recv(ws, "AUTHENTICATED")
+    await recv(ws, "OPEN_ORDERS_UPDATE")  # the connect-time snapshot, 50 ms late like any other
     await maker.call("POST", "/v1/orders/limit", ASK)
     types = [(await recv_raw(ws))["type"] for _ in range(4)]
     # OPEN_ORDERS_UPDATE was produced before BALANCE_UPDATE but delivered after it

@@ -39,7 +39,7 @@ def test_public_endpoints(client):
     assert book["Asks"] and book["Bids"]
     assert float(book["Asks"][0]["price"]) > float(book["Bids"][0]["price"])
     summary = client.get_market_summary("BTCZAR")
-    assert summary["currencyPairSymbol"] == "BTCZAR"
+    assert summary["currencyPair"] == "BTCZAR"  # VALR's REST summary (captured responses)
 
 
 def test_signed_order_lifecycle(client, valr_server):

@@ -44,6 +44,7 @@ class Order:
     # Amount still reserved for this order, in the currency it spends
     # (quote for a buy, base for a sell).
     reserved: Decimal = ZERO
+    stop_price: Decimal | None = None  # stop-limit orders only
     _view: OrderView | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -81,6 +82,7 @@ class Order:
                 filled_quantity=self.filled_quantity,
                 filled_quote=self.filled_quote,
                 fee_paid=self.fee_paid,
+                stop_price=self.stop_price,
             )
         return self._view
 
@@ -170,6 +172,12 @@ class OrderBook:
             qty = sum((o.remaining_quantity for o in level.values()), ZERO)
             out.append(BookLevel(price=price, quantity=qty, order_count=len(level)))
         return tuple(out)
+
+    def orders_by_level(self, side: Side) -> list[tuple[Decimal, list[tuple[str, Decimal]]]]:
+        """Every resting order of ``side``, by price level (best first), oldest first in a level:
+        ``[(price, [(order_id, remaining quantity), ...]), ...]``."""
+        return [(price, [(o.order_id, o.remaining_quantity) for o in level.values()])
+                for price, level in self._side(side).items()]
 
     def view(self, depth: int = 40) -> BookView:
         return BookView(

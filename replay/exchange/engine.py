@@ -31,6 +31,7 @@ from .events import (
     Event,
     OpenOrdersChanged,
     OrderFailed,
+    OrderModified,
     OrderProcessed,
     OrderStatusChanged,
     PublicTrade,
@@ -43,11 +44,14 @@ from .model import (
     LimitRequest,
     MarketRequest,
     MarketSummary,
+    ModifyMatchStrategy,
+    ModifyRequest,
     OrderStatus,
     OrderType,
     OrderView,
     PairSpec,
     Side,
+    StopLimitRequest,
     Submitted,
     TimeInForce,
     Trade,
@@ -74,6 +78,16 @@ REASON_SELF_TRADE = "Self trade prevention: resting order cancelled"  # [INF] mo
 # text, which HB's "not found" matching also recognises. [INF]
 CANCEL_NOT_FOUND = "Order does not exist"
 CANCEL_ALREADY_CLOSED = "Order is already closed"  # [INF]
+# Stop-limit orders: VALR's text for a stop whose trigger is already reached [C-off Postman
+# "Order History" example, failedReason of a stop-loss-limit order].
+REASON_STOP_IMMEDIATE = "Stop order failed as it would have been triggered immediately"
+# Modifications. The "nothing to modify" text is VALR's [C-off Postman "Modify Order V2" example,
+# code -21303]; the others are [INF].
+REASON_MODIFY_NOTHING = "Modify order would not have modified anything and was cancelled"
+REASON_MODIFY_NOT_OPEN = "Only open limit orders can be modified"
+
+# Command kinds that create an order (and hand out its id at once).
+_PLACEMENTS = ("limit", "market", "stop")
 
 # VALR: customerOrderId is alphanumeric plus dashes, at most 50 characters. [C-doc3]
 _CID_RE = re.compile(r"^[A-Za-z0-9-]{1,50}$")
@@ -104,9 +118,10 @@ class _Command:
     ticket: int
     kind: str  # "limit" | "market" | "cancel"
     account: str
-    req: LimitRequest | MarketRequest | CancelRequest
+    req: LimitRequest | MarketRequest | CancelRequest | StopLimitRequest | ModifyRequest
     order_id: str | None
     ts_ms: int
+    request_id: str | None = None  # a modification's modifyRequestId
 
     @property
     def new_order_id(self) -> str:
@@ -195,6 +210,7 @@ class Exchange:
         self._accounts: dict[str, _Account] = {}
         self._queue: deque[_Command] = deque()
         self._pending_orders: dict[str, _Command] = {}  # order id -> its unprocessed placement
+        self._stops: dict[str, dict[str, Order]] = {s: {} for s in self.pairs}  # pair -> waiting stop orders
         self._ticket = 0
         self._seq = 0
 
@@ -249,13 +265,15 @@ class Exchange:
         if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
             raise ExchangeError(ERR_CODE_INVALID, f"{name} must be a positive number", name)
 
-    def _enqueue(self, ts_ms: int, kind: str, account: str, req, order_id: str | None) -> Submitted:
+    def _enqueue(self, ts_ms: int, kind: str, account: str, req, order_id: str | None,
+                 customer_order_id: str | None = None, request_id: str | None = None) -> Submitted:
         self._ticket += 1
-        cmd = _Command(self._ticket, kind, account, req, order_id, ts_ms)
+        cmd = _Command(self._ticket, kind, account, req, order_id, ts_ms, request_id)
         self._queue.append(cmd)
-        if kind != "cancel" and order_id is not None:
+        if kind in _PLACEMENTS and order_id is not None:
             self._pending_orders[order_id] = cmd
-        return Submitted(self._ticket, order_id, req.customer_order_id)
+        cid = req.customer_order_id if customer_order_id is None else customer_order_id
+        return Submitted(self._ticket, order_id, cid, request_id)
 
     def submit_limit(self, ts_ms: int, account: str, req: LimitRequest) -> Submitted:
         self._check_common(account, req.pair, req.side, req.customer_order_id)
@@ -277,31 +295,81 @@ class Exchange:
             self._positive(req.quote_amount, "quoteAmount")
         return self._enqueue(ts_ms, "market", account, req, self._new_id())
 
+    def submit_stop_limit(self, ts_ms: int, account: str, req: StopLimitRequest) -> Submitted:
+        self._check_common(account, req.pair, req.side, req.customer_order_id)
+        self._positive(req.quantity, "quantity")
+        self._positive(req.price, "price")
+        self._positive(req.stop_price, "stopPrice")
+        if not isinstance(req.order_type, OrderType) or not req.order_type.is_stop:
+            raise ExchangeError(ERR_CODE_INVALID, f"Invalid type: {req.order_type!r}", "type")
+        if not isinstance(req.time_in_force, TimeInForce):
+            raise ExchangeError(ERR_CODE_INVALID, f"Invalid timeInForce: {req.time_in_force!r}", "timeInForce")
+        return self._enqueue(ts_ms, "stop", account, req, self._new_id())
+
+    def _named_order(self, acct: _Account, account: str, pair: str, order_id: str | None,
+                     customer_order_id: str | None) -> tuple[str | None, str | None]:
+        """The (order id, customerOrderId) a cancel or modify names, as far as known now: the
+        open order with that customerOrderId, else a placement still in the queue, else the
+        latest order with it; an order id's own customerOrderId."""
+        if customer_order_id is None:
+            order = acct.orders.get(order_id or "")
+            pending = self._pending_orders.get(order_id or "")
+            cid = (order.customer_order_id if order is not None
+                   else pending.req.customer_order_id if pending is not None else None)
+            return order_id, cid
+        order = self._by_cid(acct, customer_order_id, pair)
+        if order is not None and order.is_open:
+            return order.order_id, customer_order_id
+        # The order it names may still be waiting in the queue.
+        named = next(
+            (
+                c.order_id
+                for c in reversed(self._queue)
+                if c.kind in _PLACEMENTS
+                and c.account == account
+                and c.req.customer_order_id == customer_order_id
+            ),
+            order.order_id if order is not None else None,
+        )
+        return named, customer_order_id
+
     def submit_cancel(self, ts_ms: int, account: str, req: CancelRequest) -> Submitted:
+        """Acknowledge a cancel. The Submitted names the order (id and customerOrderId) as far as
+        it is known: VALR's CANCEL_ORDER_WS_RESPONSE echoes both even for a cancel by orderId
+        [C-off Postman WebSocket "CANCEL_LIMIT_ORDER" example]."""
         acct = self._account(account)
         self._pair(req.pair)
         if (req.order_id is None) == (req.customer_order_id is None):
             raise ExchangeError(
                 ERR_CODE_INVALID, "Exactly one of orderId and customerOrderId is required", "orderId"
             )
-        named: str | None = req.order_id
-        if req.customer_order_id is not None:
-            order = self._by_cid(acct, req.customer_order_id, req.pair)
-            if order is not None and order.is_open:
-                named = order.order_id
-            else:
-                # The order it names may still be waiting in the queue.
-                named = next(
-                    (
-                        c.order_id
-                        for c in reversed(self._queue)
-                        if c.kind != "cancel"
-                        and c.account == account
-                        and c.req.customer_order_id == req.customer_order_id
-                    ),
-                    order.order_id if order is not None else None,
-                )
-        return self._enqueue(ts_ms, "cancel", account, req, named)
+        named, cid = self._named_order(acct, account, req.pair, req.order_id, req.customer_order_id)
+        return self._enqueue(ts_ms, "cancel", account, req, named, customer_order_id=cid)
+
+    def submit_modify(self, ts_ms: int, account: str, req: ModifyRequest) -> Submitted:
+        """Acknowledge a modification (its ``request_id`` is VALR's modifyRequestId); the engine
+        applies it in turn and reports an OrderModified."""
+        acct = self._account(account)
+        self._pair(req.pair)
+        if (req.order_id is None) == (req.customer_order_id is None):
+            raise ExchangeError(
+                ERR_CODE_INVALID, "Exactly one of orderId and customerOrderId is required", "orderId"
+            )
+        if req.new_remaining is not None and req.new_total is not None:
+            raise ExchangeError(ERR_CODE_INVALID, "Give newRemainingQuantity or newTotalQuantity, not both",
+                                "newTotalQuantity")
+        if req.new_price is None and req.new_remaining is None and req.new_total is None:
+            raise ExchangeError(ERR_CODE_INVALID, "Nothing to modify: give newPrice or a new quantity", "newPrice")
+        for value, name in ((req.new_price, "newPrice"), (req.new_remaining, "newRemainingQuantity"),
+                            (req.new_total, "newTotalQuantity")):
+            if value is not None:
+                self._positive(value, name)
+        if not isinstance(req.strategy, ModifyMatchStrategy):
+            raise ExchangeError(ERR_CODE_INVALID, f"Invalid modifyMatchStrategy: {req.strategy!r}",
+                                "modifyMatchStrategy")
+        named, cid = self._named_order(acct, account, req.pair, req.order_id, req.customer_order_id)
+        return self._enqueue(ts_ms, "modify", account, req, named, customer_order_id=cid,
+                             request_id=self._new_id())
 
     @property
     def pending(self) -> int:
@@ -312,7 +380,7 @@ class Exchange:
         if not self._queue:
             return []
         cmd = self._queue.popleft()
-        if cmd.kind != "cancel":
+        if cmd.kind in _PLACEMENTS:
             self._pending_orders.pop(cmd.new_order_id, None)
         return self._run(ts_ms, cmd)
 
@@ -328,12 +396,17 @@ class Exchange:
             self._process_limit(ctx, cmd)
         elif cmd.kind == "market":
             self._process_market(ctx, cmd)
+        elif cmd.kind == "stop":
+            self._process_stop(ctx, cmd)
+        elif cmd.kind == "modify":
+            self._process_modify(ctx, cmd)
         else:
             self._process_cancel(ctx, cmd)
+        self._trigger_stops(ctx)
         return ctx.finish()
 
     def execute(
-        self, ts_ms: int, account: str, req: LimitRequest | MarketRequest | CancelRequest
+        self, ts_ms: int, account: str, req: LimitRequest | MarketRequest | CancelRequest | StopLimitRequest
     ) -> tuple[str | None, list[Event]]:
         """Submit and process one command at once, bypassing the queue.
 
@@ -345,10 +418,12 @@ class Exchange:
             sub = self.submit_limit(ts_ms, account, req)
         elif isinstance(req, MarketRequest):
             sub = self.submit_market(ts_ms, account, req)
+        elif isinstance(req, StopLimitRequest):
+            sub = self.submit_stop_limit(ts_ms, account, req)
         else:
             sub = self.submit_cancel(ts_ms, account, req)
         cmd = self._queue.pop()  # the command just enqueued
-        if cmd.kind != "cancel":
+        if cmd.kind in _PLACEMENTS:
             self._pending_orders.pop(cmd.new_order_id, None)
         return sub.order_id, self._run(ts_ms, cmd)
 
@@ -401,6 +476,14 @@ class Exchange:
     def _new_order(self, cmd: _Command, ts_ms: int) -> Order:
         req = cmd.req
         self._seq += 1
+        if isinstance(req, StopLimitRequest):
+            return Order(
+                order_id=cmd.new_order_id, account=cmd.account, pair=req.pair, side=req.side,
+                order_type=req.order_type, time_in_force=req.time_in_force, price=req.price,
+                original_quantity=req.quantity, remaining_quantity=req.quantity,
+                status=OrderStatus.ACTIVE, created_ms=cmd.ts_ms, updated_ms=ts_ms,
+                customer_order_id=req.customer_order_id, seq=self._seq, stop_price=req.stop_price,
+            )  # fmt: skip
         if isinstance(req, LimitRequest):
             otype = OrderType.POST_ONLY_LIMIT if req.post_only else OrderType.LIMIT
             return Order(
@@ -412,8 +495,8 @@ class Exchange:
             )  # fmt: skip
         # Market orders: the quantity is the base amount, or for a quote-amount order the base
         # quantity the book walk planned (set by the caller). [INF] VALR's field values unknown.
-        if isinstance(req, CancelRequest):
-            raise TypeError(f"cancel command {cmd.ticket} creates no order")
+        if isinstance(req, (CancelRequest, ModifyRequest)):
+            raise TypeError(f"{cmd.kind} command {cmd.ticket} creates no order")
         qty = req.base_amount if req.base_amount is not None else ZERO
         return Order(
             order_id=cmd.new_order_id, account=cmd.account, pair=req.pair, side=req.side,
@@ -615,6 +698,218 @@ class Exchange:
             self._release(ctx, order)
             acct.closed.append(order)
 
+    # --- stop-limit orders ------------------------------------------------------------------
+    def _limit_reason(self, acct: _Account, spec: PairSpec, side: Side, price: Decimal, quantity: Decimal,
+                      cid: str | None, reserved: Decimal = ZERO) -> str | None:
+        """The checks a limit order meets at processing time (``reserved``: funds the order
+        already holds, counted as available: a modification)."""
+        reason = self._common_reason(acct, spec, cid)
+        cost = price * quantity
+        if reason is None and price % spec.tick_size != 0:
+            reason = f"{REASON_TICK} {spec.tick_size}"
+        if reason is None and _has_more_decimals(quantity, spec.base_decimals):
+            reason = REASON_DECIMALS
+        if reason is None and (quantity < spec.min_base or cost < spec.min_quote):
+            reason = self._min_size_reason(spec)
+        if reason is None and (quantity > spec.max_base or cost > spec.max_quote):
+            reason = REASON_MAX_SIZE
+        spend_cur, reserve = (spec.quote, cost) if side is Side.BUY else (spec.base, quantity)
+        if reason is None and acct.bal(spend_cur)[0] + reserved < reserve:
+            reason = REASON_INSUFFICIENT_BALANCE
+        return reason
+
+    @staticmethod
+    def _stop_reached(order: Order, last: Decimal) -> bool:
+        """[INF] the usual semantics: a stop loss sells when the price falls to the stop (buys when
+        it rises to it); a take profit sells when it rises to the stop (buys when it falls to it)."""
+        stop = order.stop_price
+        if stop is None:
+            return False
+        falls_to = last <= stop
+        rises_to = last >= stop
+        if order.order_type is OrderType.STOP_LOSS_LIMIT:
+            return falls_to if order.side is Side.SELL else rises_to
+        return rises_to if order.side is Side.SELL else falls_to
+
+    def _process_stop(self, ctx: _Ctx, cmd: _Command) -> None:
+        """A stop-limit order: validated like a limit order, funds reserved, then "Active" (off the
+        book, listed among the open orders [INF]) until the last traded price reaches its stop."""
+        req: StopLimitRequest = cmd.req  # type: ignore[assignment]
+        spec = self.pairs[req.pair]
+        acct = self._accounts[cmd.account]
+        order = self._new_order(cmd, ctx.ts)
+        reason = self._limit_reason(acct, spec, req.side, req.price, req.quantity, req.customer_order_id)
+        last = self._stats[req.pair].last_price
+        if reason is None and last is not None and self._stop_reached(order, last):
+            reason = REASON_STOP_IMMEDIATE
+        if reason is not None:
+            self._fail(ctx, order, reason)
+            return
+        spend_cur, reserve = ((spec.quote, req.price * req.quantity) if req.side is Side.BUY
+                              else (spec.base, req.quantity))
+        self._accept_and_match(ctx, order, spend_cur, reserve, [], [], spec, report_placed=True)
+        acct.open[order.order_id] = order
+        self._stops[req.pair][order.order_id] = order
+        ctx.open_changed[cmd.account] = None
+
+    def _trigger_stops(self, ctx: _Ctx) -> None:
+        """Stop orders whose trigger the trades of this command reached become limit orders
+        ("Placed", orderType unchanged [C-off Postman "Triggered Stop Order"]) and match at once;
+        their own trades may trigger further stops."""
+        done: set[str] = set()
+        while True:
+            pairs = {t.trade.pair for t in ctx.public}
+            triggered = []
+            for pair in sorted(pairs):
+                last = self._stats[pair].last_price
+                if last is None:
+                    continue
+                for order in sorted(self._stops[pair].values(), key=lambda o: o.seq):
+                    if order.order_id not in done and self._stop_reached(order, last):
+                        triggered.append(order)
+            if not triggered:
+                return
+            for order in triggered:
+                done.add(order.order_id)
+                self._stops[order.pair].pop(order.order_id, None)
+                self._activate(ctx, order)
+
+    def _activate(self, ctx: _Ctx, order: Order) -> None:
+        """A triggered stop order, as a limit order (funds already reserved): match, then rest."""
+        spec = self.pairs[order.pair]
+        book = self._books[order.pair]
+        order.status = OrderStatus.PLACED
+        order.updated_ms = ctx.ts
+        order.touch()
+        ctx.status(order)
+        fills, self_hits = self._plan(book, order.account, order.side, order.price, order.remaining_quantity,
+                                      None, spec.base_decimals)
+        for resting in self_hits:
+            self._cancel_order(ctx, resting, REASON_SELF_TRADE)
+        for maker, q in fills:
+            self._fill(ctx, order, maker, q, spec)
+        self._rest_or_close(ctx, order, fills)
+
+    def _rest_or_close(self, ctx: _Ctx, order: Order, fills: list) -> None:
+        """After matching: a GTC remainder rests in the book, an IOC/FOK remainder is cancelled, a
+        filled order is closed."""
+        acct = self._accounts[order.account]
+        if order.remaining_quantity > 0:
+            if order.time_in_force is TimeInForce.GTC:
+                self._books[order.pair].add(order, ctx.ts)
+                acct.open[order.order_id] = order
+                ctx.open_changed[order.account] = None
+                ctx.books[order.pair] = None
+            else:
+                self._close(ctx, order, OrderStatus.CANCELLED)
+                ctx.status(order)
+        else:
+            if acct.open.pop(order.order_id, None) is not None:
+                ctx.open_changed[order.account] = None
+            self._release(ctx, order)
+            if order not in acct.closed:
+                acct.closed.append(order)
+
+    # --- modifications ------------------------------------------------------------------------
+    def _process_modify(self, ctx: _Ctx, cmd: _Command) -> None:
+        """Apply a modification [C-off Postman "Modify Order V1": price, total or remaining quantity
+        of an open limit order; a lower quantity keeps the order's place in the queue, a higher one
+        or a new price sends it to the back]. What cannot be applied fails the modification; the
+        order then stays (RETAIN_ORIGINAL, REPRICE) or is cancelled (CANCEL_ORIGINAL). A post-only
+        order that would match fails, or with REPRICE moves one tick off the other side; any other
+        limit order that would match trades at once as a taker [INF]."""
+        req: ModifyRequest = cmd.req  # type: ignore[assignment]
+        acct = self._accounts[cmd.account]
+        request_id = cmd.request_id or ""
+        if req.order_id is not None:
+            order = acct.orders.get(req.order_id)
+            if order is not None and order.pair != req.pair:
+                order = None
+        else:
+            order = self._by_cid(acct, req.customer_order_id or "", req.pair)
+
+        def fail(reason: str) -> None:
+            if order is not None and order.is_open and req.strategy is ModifyMatchStrategy.CANCEL_ORIGINAL:
+                self._cancel_order(ctx, order)
+            view = order.view() if order is not None else None
+            if view is None:
+                # [INF] nothing to describe: an empty view naming what the request named
+                view = OrderView(order_id=req.order_id or cmd.order_id or "", account=cmd.account, pair=req.pair,
+                                 side=Side.BUY, order_type=OrderType.LIMIT, time_in_force=TimeInForce.GTC,
+                                 price=None, original_quantity=ZERO, remaining_quantity=ZERO,
+                                 status=OrderStatus.FAILED, created_ms=ctx.ts, updated_ms=ctx.ts,
+                                 customer_order_id=req.customer_order_id)
+            ctx.add(OrderModified(ctx.ts, cmd.account, view, request_id, False, reason))
+
+        if order is None:
+            fail(CANCEL_NOT_FOUND)
+            return
+        if not order.is_open or order.order_type not in (OrderType.LIMIT, OrderType.POST_ONLY_LIMIT):
+            fail(REASON_MODIFY_NOT_OPEN)
+            return
+        spec = self.pairs[order.pair]
+        book = self._books[order.pair]
+        filled = order.filled_quantity
+        price = req.new_price if req.new_price is not None else order.resting_price
+        if req.new_total is not None:
+            if req.new_total <= filled:
+                # "If newTotalQuantity is less than the filled quantity, the order is canceled."
+                self._cancel_order(ctx, order)
+                ctx.add(OrderModified(ctx.ts, cmd.account, order.view(), request_id, True))
+                return
+            remaining = req.new_total - filled
+        elif req.new_remaining is not None:
+            remaining = req.new_remaining
+        else:
+            remaining = order.remaining_quantity
+        if price == order.price and remaining == order.remaining_quantity:
+            fail(REASON_MODIFY_NOTHING)
+            return
+        opposite = book.best_price(order.side.opposite)
+
+        def crosses(p: Decimal) -> bool:
+            return opposite is not None and (opposite <= p if order.side is Side.BUY else opposite >= p)
+
+        post_only = order.order_type is OrderType.POST_ONLY_LIMIT
+        if post_only and crosses(price):
+            if req.strategy is not ModifyMatchStrategy.REPRICE or opposite is None:
+                fail(REASON_POST_ONLY)
+                return
+            price = opposite - spec.tick_size if order.side is Side.BUY else opposite + spec.tick_size
+        # The order's own reservation counts as available for its new size.
+        reason = self._limit_reason(acct, spec, order.side, price, remaining, None, order.reserved)
+        if reason is not None:
+            fail(reason)
+            return
+        spend_cur = spec.quote if order.side is Side.BUY else spec.base
+        reserve = price * remaining if order.side is Side.BUY else remaining
+        to_back = price != order.price or remaining > order.remaining_quantity
+        if to_back:
+            book.remove(order, ctx.ts)
+        else:
+            book.quantity_changed(ctx.ts)
+        ctx.books[order.pair] = None
+        ctx.move(order.account, spend_cur, order.reserved - reserve, reserve - order.reserved)
+        order.reserved = reserve
+        order.price = price
+        order.remaining_quantity = remaining
+        order.original_quantity = filled + remaining
+        order.updated_ms = ctx.ts
+        order.touch()
+        ctx.open_changed[order.account] = None
+        ctx.add(OrderModified(ctx.ts, cmd.account, order.view(), request_id, True))
+        if not to_back:
+            return
+        fills: list[tuple[Order, Decimal]] = []
+        if crosses(price):
+            fills, self_hits = self._plan(book, order.account, order.side, price, remaining, None,
+                                          spec.base_decimals)
+            for resting in self_hits:
+                self._cancel_order(ctx, resting, REASON_SELF_TRADE)
+            for maker, q in fills:
+                self._fill(ctx, order, maker, q, spec)
+        self._rest_or_close(ctx, order, fills)
+
     # --- fills ----------------------------------------------------------------------------
     def _fill(self, ctx: _Ctx, taker: Order, maker: Order, qty: Decimal, spec: PairSpec) -> None:
         price = maker.resting_price
@@ -700,6 +995,7 @@ class Exchange:
         order.updated_ms = ctx.ts
         order.touch()
         self._release(ctx, order)
+        self._stops[order.pair].pop(order.order_id, None)
         acct = self._accounts[order.account]
         if acct.open.pop(order.order_id, None) is not None:
             ctx.open_changed[order.account] = None
@@ -781,6 +1077,20 @@ class Exchange:
     def book(self, pair: str, depth: int = 40) -> BookView:
         self._pair(pair)
         return self._books[pair].view(depth)
+
+    def book_orders(self, pair: str) -> tuple[list, list]:
+        """The whole non-aggregated book: (bids, asks), each ``OrderBook.orders_by_level``."""
+        self._pair(pair)
+        book = self._books[pair]
+        return book.orders_by_level(Side.BUY), book.orders_by_level(Side.SELL)
+
+    def book_levels(self, pair: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """The whole aggregated book: (bids, asks) as ``[(price, quantity), ...]``, best first."""
+        self._pair(pair)
+        book = self._books[pair]
+        depth = len(book) + 1
+        return ([(lv.price, lv.quantity) for lv in book.levels(Side.BUY, depth)],
+                [(lv.price, lv.quantity) for lv in book.levels(Side.SELL, depth)])
 
     def market_summary(self, pair: str) -> MarketSummary:
         """Summary since the exchange started ([INF] not a rolling 24 h window): the first

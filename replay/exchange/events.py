@@ -57,6 +57,19 @@ class CancelFailed:
 
 
 @dataclass(frozen=True)
+class OrderModified:
+    """A modification was processed: VALR's MODIFY_ORDER_OUTCOME (and, when it succeeded, an
+    ORDER_STATUS_UPDATE "Order Modified"). ``order`` is the order after the attempt."""
+
+    ts_ms: int
+    account: str
+    order: OrderView
+    modify_request_id: str
+    success: bool
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True)
 class OpenOrdersChanged:
     """The account's full list of open orders, as of ``ts_ms``: VALR's OPEN_ORDERS_UPDATE."""
 
@@ -108,6 +121,7 @@ Event = (
     | OrderStatusChanged
     | OrderFailed
     | CancelFailed
+    | OrderModified
     | OpenOrdersChanged
     | BalanceChanged
     | AccountTrade
@@ -120,6 +134,7 @@ ACCOUNT_EVENTS = (
     OrderStatusChanged,
     OrderFailed,
     CancelFailed,
+    OrderModified,
     OpenOrdersChanged,
     BalanceChanged,
     AccountTrade,

@@ -32,20 +32,31 @@ class OrderType(str, Enum):
     LIMIT = "limit"
     POST_ONLY_LIMIT = "post-only limit"
     MARKET = "market"
+    # Stop-limit orders (POST /v1/orders/stop/limit): VALR's history and status examples spell
+    # them "stop-loss-limit" and "take-profit-limit" [C-off Postman "Order History", "Order Status"].
+    STOP_LOSS_LIMIT = "stop-loss-limit"
+    TAKE_PROFIT_LIMIT = "take-profit-limit"
+
+    @property
+    def is_stop(self) -> bool:
+        return self in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT)
 
 
 class OrderStatus(str, Enum):
-    """VALR's ``orderStatusType`` strings (the five Hummingbot understands)."""
+    """VALR's ``orderStatusType`` strings: the five Hummingbot understands, and "Active", the
+    status of a stop-limit order waiting for its trigger [C-off Postman "Order Status (orderId)",
+    "Active Stop Order"]. Only stop-limit orders ever take "Active"."""
 
     PLACED = "Placed"
     PARTIALLY_FILLED = "Partially Filled"
     FILLED = "Filled"
     CANCELLED = "Cancelled"
     FAILED = "Failed"
+    ACTIVE = "Active"
 
     @property
     def is_open(self) -> bool:
-        return self in (OrderStatus.PLACED, OrderStatus.PARTIALLY_FILLED)
+        return self in (OrderStatus.PLACED, OrderStatus.PARTIALLY_FILLED, OrderStatus.ACTIVE)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,43 @@ class MarketRequest:
 
 
 @dataclass(frozen=True)
+class StopLimitRequest:
+    """A stop-limit order: a limit order that waits, "Active" and off the book, until the last
+    traded price reaches ``stop_price`` (``order_type`` is STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT)."""
+
+    pair: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    stop_price: Decimal
+    order_type: OrderType
+    time_in_force: TimeInForce = TimeInForce.GTC
+    customer_order_id: str | None = None
+
+
+class ModifyMatchStrategy(str, Enum):
+    """What a modification does when it cannot be applied as asked [C-off Postman "Modify Order V1"]."""
+
+    RETAIN_ORIGINAL = "RETAIN_ORIGINAL"  # the order stays as it was
+    CANCEL_ORIGINAL = "CANCEL_ORIGINAL"  # the order is cancelled
+    REPRICE = "REPRICE"  # a post-only order that would match is repriced one tick off the other side
+
+
+@dataclass(frozen=True)
+class ModifyRequest:
+    """PUT /v1/orders/modify, MODIFY_ORDER: exactly one of ``order_id`` and ``customer_order_id``;
+    at most one of ``new_remaining`` and ``new_total``; at least one change."""
+
+    pair: str
+    order_id: str | None = None
+    customer_order_id: str | None = None
+    new_price: Decimal | None = None
+    new_remaining: Decimal | None = None
+    new_total: Decimal | None = None
+    strategy: ModifyMatchStrategy = ModifyMatchStrategy.RETAIN_ORIGINAL
+
+
+@dataclass(frozen=True)
 class CancelRequest:
     """Exactly one of ``order_id`` and ``customer_order_id`` is set."""
 
@@ -116,6 +164,7 @@ class OrderView:
     filled_quantity: Decimal = Decimal("0")
     filled_quote: Decimal = Decimal("0")  # sum of price * quantity over fills
     fee_paid: Decimal = Decimal("0")
+    stop_price: Decimal | None = None  # stop-limit orders only
 
 
 @dataclass(frozen=True)
@@ -192,6 +241,8 @@ class Submitted:
     ticket: int
     order_id: str | None
     customer_order_id: str | None
+    #: a modification's own id (VALR's ``modifyRequestId``); None for other commands
+    request_id: str | None = None
 
     @property
     def placed_order_id(self) -> str:

@@ -56,7 +56,14 @@ log = logging.getLogger(__name__)
 
 FAKE: web.AppKey["FakeValr"] = web.AppKey("fake_valr")
 
-TRADE_EVENTS = ("AGGREGATED_ORDERBOOK_UPDATE", "MARKET_SUMMARY_UPDATE", "NEW_TRADE", "NEW_TRADE_BUCKET")
+TRADE_EVENTS = ("AGGREGATED_ORDERBOOK_UPDATE", "MARKET_SUMMARY_UPDATE", "NEW_TRADE", "NEW_TRADE_BUCKET",
+                "FULL_ORDERBOOK_UPDATE", "OB_L1_DIFF", "MARK_PRICE_UPDATE")
+#: account events a connection may unsubscribe from [C-off Postman WebSocket "Account / Read", and
+#: the changelog of 30 October 2025]; MARGIN_INFO is not modelled (spot only)
+UNSUBSCRIBABLE = ("BALANCE_UPDATE", "OPEN_ORDERS_UPDATE", "MARGIN_INFO")
+#: account WebSocket command -> its kind of write limit (ServerParams.ws_rate_limits_per_second)
+WS_RATE_KINDS = {"PLACE_LIMIT_ORDER": "place", "PLACE_MARKET_ORDER": "place", "CANCEL_LIMIT_ORDER": "cancel",
+                 "BATCH_ORDERS": "batch", "MODIFY_ORDER": "modify"}
 
 
 def _param(obj: Any, name: str, default: Any) -> Any:
@@ -104,9 +111,22 @@ class WsConn:
     # trade stream: event -> subscribed pairs (None = every pair)
     subscriptions: dict[str, set[str] | None] = dataclasses.field(default_factory=dict)
     cancel_on_disconnect: bool = False
+    # account stream: events this connection unsubscribed from (UNSUBSCRIBE)
+    unsubscribed: set[str] = dataclasses.field(default_factory=set)
+    # account stream: write-limit kind -> (second, commands counted in it)
+    rate_counts: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
     closed: bool = False
     # the close code the server sent, when the server closed the connection
     server_close_code: int | None = None
+
+
+@dataclasses.dataclass
+class _BookFeed:
+    """What one sequenced book feed of one pair last published (FULL_ORDERBOOK_UPDATE: orders by
+    id; OB_L1_DIFF: levels by (side, price)) and its sequence number."""
+
+    sequence: int
+    state: dict
 
 
 @dataclasses.dataclass
@@ -159,7 +179,18 @@ class FakeValr:
         self.max_frame_bytes = int(_param(self.params, "max_frame_bytes", 64 * 1024))
         self.idle_timeout_s: float | None = _param(self.params, "idle_timeout_s", None) or None
         self.book_depth = int(_param(self.params, "book_depth", 40))
-        self.ws_book_depth = int(_param(self.params, "ws_book_depth", 20))
+        # "the top 40 bids and asks" [C-off Postman WebSocket "Trade"]
+        self.ws_book_depth = int(_param(self.params, "ws_book_depth", 40))
+        self.ws_rate_limits: dict[str, int] = dict(_param(self.params, "ws_rate_limits_per_second", {}) or {})
+        self.mark_price_interval_s = float(_param(self.params, "mark_price_interval_s", 5.0))
+        # [INF] the reference currency of balances: configurable; by default the first pair's quote
+        pairs = list(self.config.pairs)
+        self.reference_currency = str(_param(self.params, "reference_currency", None)
+                                      or (pairs[0].quote if pairs else "ZAR"))
+        self._full_feeds: dict[str, _BookFeed] = {}  # pair -> FULL_ORDERBOOK_UPDATE feed
+        self._l1_feeds: dict[str, _BookFeed] = {}  # pair -> OB_L1_DIFF feed
+        self._mark_task: asyncio.Task | None = None
+        self._batch_ids = itertools.count(1)  # [INF] VALR's batchId is a large number; a counter here
         self.secrets_by_key: dict[str, tuple[str, str]] = {
             a.api_key: (a.name, a.api_secret) for a in self.config.accounts
         }
@@ -247,7 +278,7 @@ class FakeValr:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        for task in (self._market_task, self._dispatcher):
+        for task in (self._market_task, self._dispatcher, self._mark_task):
             if task is not None:
                 task.cancel()
         # 1001 "going away"; concurrently, each bounded by the WebSocketResponse close timeout.
@@ -258,7 +289,7 @@ class FakeValr:
             conn.server_close_code = 1001
             self.unregister(conn, 1001)
         await asyncio.gather(*(self._close_ws(c, 1001) for c in closing))
-        tasks = [t for t in (self._market_task, self._dispatcher) if t is not None] + list(self._tasks)
+        tasks = [t for t in (self._market_task, self._dispatcher, self._mark_task) if t is not None] + list(self._tasks)
         for task in self._tasks:
             task.cancel()
         if tasks:
@@ -291,6 +322,9 @@ class FakeValr:
     def record(self, conn: str, dir: str, kind: str, type: str, data: Any) -> None:
         if self.trace is not None:
             self.trace.record(conn, dir, kind, type, data)
+
+    def next_batch_id(self) -> int:
+        return next(self._batch_ids)
 
     def next_conn_id(self, kind: str) -> str:
         return f"{kind}-{next(self._conn_ids[kind])}"
@@ -325,10 +359,12 @@ class FakeValr:
         except Exception:  # a dead transport: nothing left to close
             log.debug("closing %s failed", conn.id, exc_info=True)
 
-    def send(self, conn: WsConn, message: dict[str, Any]) -> None:
-        """Queue one outbound message for ``conn`` (through the delivery schedule)."""
+    def send(self, conn: WsConn, message: dict[str, Any], not_before: float | None = None) -> float | None:
+        """Queue one outbound message for ``conn`` (through the delivery schedule); with
+        ``not_before`` (a time ``send`` returned), no earlier than that. Returns when the message
+        is due, or None (dropped, or a closed connection)."""
         if conn.closed:
-            return
+            return None
         if isinstance(message, RawFrame):
             # a recorded frame, sent as recorded; a perturbation that looks inside messages
             # (a match predicate) gets it parsed
@@ -337,8 +373,12 @@ class FakeValr:
                 message = message.value
         else:
             msg_type = codec.message_type(message)
-        self.schedule.push(self.now(), conn.id, msg_type, message)
+        if not_before is None:
+            at = self.schedule.push(self.now(), conn.id, msg_type, message)
+        else:
+            at = self.schedule.push(self.now(), conn.id, msg_type, message, not_before=not_before)
         self._wake.set()
+        return at
 
     def _predicates(self) -> bool:
         """Whether a perturbation of the schedule inspects message contents."""
@@ -521,15 +561,19 @@ class FakeValr:
             sub = self.exchange.submit_limit(ts, account, request)
         elif command == "PLACE_MARKET":
             sub = self.exchange.submit_market(ts, account, request)
+        elif command == "PLACE_STOP_LIMIT":
+            sub = self.exchange.submit_stop_limit(ts, account, request)
         elif command == "CANCEL_ORDER":
             sub = self.exchange.submit_cancel(ts, account, request)
+        elif command == "MODIFY_ORDER":
+            sub = self.exchange.submit_modify(ts, account, request)
         else:  # pragma: no cover - programming error
             raise ValueError(f"unknown command {command!r}")
         self.record("exchange", "local", "event", "CommandSubmitted", {
             "ts_ms": ts, "account": account, "command": command, "order_id": sub.order_id,
             "customer_order_id": sub.customer_order_id, "conn": conn_id,
         })
-        if command != "CANCEL_ORDER" and sub.order_id is not None and hasattr(self.schedule, "note_order"):
+        if command.startswith("PLACE") and sub.order_id is not None and hasattr(self.schedule, "note_order"):
             self.schedule.note_order(self.now(), sub.order_id)
         # The config's fixed engine latency plus the schedule's (latency model, perturbations).
         delay = max(0.0, self.engine_latency_s + float(self.schedule.engine_delay(self.now(), command)))
@@ -585,9 +629,11 @@ class FakeValr:
                 targets = [c for c in self.conns.values() if c.kind == "account" and c.account == event.account]
                 if not targets:
                     continue
-                for message in codec.account_messages(event, spec):
+                for message in codec.account_messages(event, spec, self.valuation):
+                    mtype = message["type"]
                     for conn in targets:
-                        self.send(conn, message)
+                        if mtype not in conn.unsubscribed:
+                            self.send(conn, message)
             elif isinstance(event, PublicTrade):
                 trade = event.trade
                 # partial binds this event's trade and bucket values; the message is still built lazily
@@ -609,6 +655,195 @@ class FakeValr:
                              lambda: codec.book_update_message(self.exchange.book(pair, depth), depth), conn)
         self._to_subscribers("MARKET_SUMMARY_UPDATE", pair,
                              lambda: codec.market_summary_message(self.exchange.market_summary(pair)), conn)
+        if conn is None:
+            self._publish_full_diff(pair)
+            self._publish_l1_diff(pair)
+
+    # --- the account stream's state on connect ----------------------------------------------
+    def valuation(self, currency: str) -> tuple[str, Decimal | None]:
+        """``currency``'s price in the reference currency (BALANCE_UPDATE's totalInReference):
+        1 for the reference currency itself, else the mark price of the pair that joins them
+        (inverted for a pair quoted the other way), else None [INF]."""
+        ref = self.reference_currency
+        if currency == ref:
+            return ref, Decimal(1)
+        for spec in self.exchange.pairs.values():
+            if spec.base == currency and spec.quote == ref:
+                return ref, codec.mark_price(self.exchange.market_summary(spec.symbol))
+            if spec.base == ref and spec.quote == currency:
+                price = codec.mark_price(self.exchange.market_summary(spec.symbol))
+                return ref, (Decimal(1) / price if price else None)
+        return ref, None
+
+    def send_connect_snapshot(self, conn: WsConn, after: float | None = None) -> None:
+        """What VALR sends when an account connection is authenticated: one BALANCE_UPDATE per
+        asset held, then one OPEN_ORDERS_UPDATE with every open order of the account [C-off
+        Postman WebSocket "Account / Read": "On connection and authentication ... We will send
+        one BALANCE_UPDATE message for each asset held and one OPEN_ORDERS_UPDATE message"; the
+        changelog of 31 May 2020]. "Held" is read as a non-zero total [INF]; the order of the
+        two kinds is the sentence's [INF, medium]. Each goes through the delivery schedule like
+        any message (its type's latency, the perturbations), but none goes out before the one
+        VALR writes before it: each is held behind the previous (``after``: AUTHENTICATED's time),
+        so latency can delay the sequence, not reorder it [INF: one handler writes them in turn]."""
+        account = conn.account
+        if account is None:
+            return
+        now_ms = self.now_ms()
+        messages = [codec.balance_update_message(b, b.updated_ms or now_ms, self.valuation)
+                    for b in self.exchange.balances(account) if b.total != 0]
+        messages.append(codec.open_orders_message(self.exchange.open_orders(account)))
+        for message in messages:
+            at = self.send(conn, message, not_before=after)
+            if at is not None:
+                after = at
+
+    def ws_rate_ok(self, conn: WsConn, command: str) -> bool:
+        """Count one account WebSocket write command; False (and count nothing) past the
+        connection's per-second limit for its kind."""
+        kind = WS_RATE_KINDS.get(command)
+        limit = self.ws_rate_limits.get(kind or "")
+        if kind is None or not limit:
+            return True
+        second = self.now_ms() // 1000
+        window, n = conn.rate_counts.get(kind, (second, 0))
+        if window != second:
+            n = 0
+        if n >= limit:
+            return False
+        conn.rate_counts[kind] = (second, n + 1)
+        return True
+
+    # --- sequenced book feeds (FULL_ORDERBOOK_UPDATE, OB_L1_DIFF) ----------------------------
+    def _subscribers(self, event: str, pair: str) -> list[WsConn]:
+        out = []
+        for conn in self.conns.values():
+            if conn.kind != "trade" or conn.closed or event not in conn.subscriptions:
+                continue
+            pairs = conn.subscriptions[event]
+            if pairs is None or pair in pairs:
+                out.append(conn)
+        return out
+
+    def _full_state(self, pair: str) -> dict:
+        bids, asks = self.exchange.book_orders(pair)
+        state = {}
+        for side, levels in (("bid", bids), ("ask", asks)):
+            for price, orders in levels:
+                for oid, qty in orders:
+                    state[oid] = (side, price, qty)
+        return state
+
+    def _l1_state(self, pair: str) -> dict:
+        bids, asks = self.exchange.book_levels(pair)
+        return {**{("bid", p): q for p, q in bids}, **{("ask", p): q for p, q in asks}}
+
+    def _full_feed(self, pair: str) -> _BookFeed:
+        feed = self._full_feeds.get(pair)
+        if feed is None:
+            # [INF] a feed starts at the book's own change counter; only differences count after
+            feed = self._full_feeds[pair] = _BookFeed(self.exchange.book(pair, 0).sequence, self._full_state(pair))
+        return feed
+
+    def _l1_feed(self, pair: str) -> _BookFeed:
+        feed = self._l1_feeds.get(pair)
+        if feed is None:
+            feed = self._l1_feeds[pair] = _BookFeed(self.exchange.book(pair, 0).sequence, self._l1_state(pair))
+        return feed
+
+    def send_full_snapshot(self, conn: WsConn, pair: str) -> None:
+        """FULL_ORDERBOOK_SNAPSHOT of ``pair`` to a new subscriber, at the feed's sequence number."""
+        feed = self._full_feed(pair)
+        bids, asks = self.exchange.book_orders(pair)
+        book = self.exchange.book(pair, 0)
+        self.send(conn, codec.full_book_message("FULL_ORDERBOOK_SNAPSHOT", pair, book.last_change_ms, asks, bids,
+                                                feed.sequence, codec.full_book_checksum(bids, asks)))
+
+    def send_l1_snapshot(self, conn: WsConn, pair: str) -> None:
+        """OB_L1_SNAPSHOT of ``pair`` (the whole aggregated book) to a new subscriber."""
+        feed = self._l1_feed(pair)
+        bids, asks = self.exchange.book_levels(pair)
+        book = self.exchange.book(pair, 0)
+        self.send(conn, codec.l1_book_message("OB_L1_SNAPSHOT", pair, book.last_change_ms, asks, bids,
+                                              feed.sequence, codec.l1_book_checksum(bids, asks)))
+
+    def _publish_full_diff(self, pair: str) -> None:
+        """The orders that changed since the feed's last message, as FULL_ORDERBOOK_UPDATE: the
+        sequence number grows by the number of orders listed [C-off: "adding the number of orders
+        in an update ... to the previous sequence number"]. A pair nobody follows has no feed."""
+        conns = self._subscribers("FULL_ORDERBOOK_UPDATE", pair)
+        if not conns:
+            self._full_feeds.pop(pair, None)
+            return
+        feed = self._full_feed(pair)
+        new = self._full_state(pair)
+        changed: dict[tuple[str, Decimal], list[tuple[str, Decimal]]] = {}
+        for oid, (side, price, _qty) in feed.state.items():
+            if oid not in new or new[oid][1] != price:
+                changed.setdefault((side, price), []).append((oid, Decimal(0)))
+        for oid, (side, price, qty) in new.items():
+            old = feed.state.get(oid)
+            if old is None or old[1] != price or old[2] != qty:
+                changed.setdefault((side, price), []).append((oid, qty))
+        if not changed:
+            return
+        feed.state = new
+        feed.sequence += sum(len(v) for v in changed.values())
+        bids = sorted(((p, o) for (side, p), o in changed.items() if side == "bid"), key=lambda x: -x[0])
+        asks = sorted(((p, o) for (side, p), o in changed.items() if side == "ask"), key=lambda x: x[0])
+        all_bids, all_asks = self.exchange.book_orders(pair)
+        book = self.exchange.book(pair, 0)
+        message = codec.full_book_message("FULL_ORDERBOOK_UPDATE", pair, book.last_change_ms, asks, bids,
+                                          feed.sequence, codec.full_book_checksum(all_bids, all_asks))
+        for conn in conns:
+            self.send(conn, message)
+
+    def _publish_l1_diff(self, pair: str) -> None:
+        """The price levels that changed since the feed's last message, as OB_L1_DIFF, ``sq`` one
+        more than the last [C-off: "the sequence number is expected to be exactly 1 higher than
+        the previous message"]."""
+        conns = self._subscribers("OB_L1_DIFF", pair)
+        if not conns:
+            self._l1_feeds.pop(pair, None)
+            return
+        feed = self._l1_feed(pair)
+        new = self._l1_state(pair)
+        changed = {key: Decimal(0) for key in feed.state if key not in new}
+        changed.update({key: q for key, q in new.items() if feed.state.get(key) != q})
+        if not changed:
+            return
+        feed.state = new
+        feed.sequence += 1
+        bids = sorted(((p, q) for (side, p), q in changed.items() if side == "bid"), key=lambda x: -x[0])
+        asks = sorted(((p, q) for (side, p), q in changed.items() if side == "ask"), key=lambda x: x[0])
+        all_bids, all_asks = self.exchange.book_levels(pair)
+        book = self.exchange.book(pair, 0)
+        message = codec.l1_book_message("OB_L1_DIFF", pair, book.last_change_ms, asks, bids, feed.sequence,
+                                        codec.l1_book_checksum(all_bids, all_asks))
+        for conn in conns:
+            self.send(conn, message)
+
+    # --- MARK_PRICE_UPDATE ---------------------------------------------------------------------
+    def send_mark_price(self, pair: str, conn: WsConn | None = None) -> None:
+        price = codec.mark_price(self.exchange.market_summary(pair))
+        for target in ([conn] if conn is not None else self._subscribers("MARK_PRICE_UPDATE", pair)):
+            self.send(target, codec.mark_price_message(pair, price))
+
+    def mark_price_subscribed(self) -> None:
+        """Start the MARK_PRICE_UPDATE cadence (every ``mark_price_interval_s``, 5 s per VALR's docs
+        [C-off]) on the first subscription; it stops itself once nobody follows."""
+        if self._mark_task is None or self._mark_task.done():
+            self._mark_task = asyncio.create_task(self._mark_price_loop(), name="valr-mark-price")
+
+    async def _mark_price_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.mark_price_interval_s)
+            followed = False
+            for pair in self.exchange.pairs:
+                if self._subscribers("MARK_PRICE_UPDATE", pair):
+                    followed = True
+                    self.send_mark_price(pair)
+            if not followed:
+                return
 
     def _to_subscribers(self, event: str, pair: str, build: Any, only: WsConn | None = None) -> None:
         message = None

@@ -33,7 +33,6 @@ ORDER_NOT_FOUND = (-1, "Invalid Order. ")  # [C-code CCXT]; note the trailing sp
 # [INF] VALR's answer to a path (or a method on a path) it does not serve is undocumented:
 # 404 in its error shape, the message naming the request so a trace shows what was called.
 UNKNOWN_ROUTE = (-1, "No such route")
-MAX_BATCH = 20
 
 
 class ApiError(Exception):
@@ -339,6 +338,7 @@ async def get_market_summaries(request: web.Request) -> web.Response:
     return _json_response([codec.market_summary_json(fake.exchange.market_summary(p)) for p in fake.exchange.pairs])
 
 
+
 async def get_market_summary(request: web.Request) -> web.Response:
     fake = _fake(request)
     pair = _pair(request, request.match_info["pair"])
@@ -354,17 +354,26 @@ async def get_balances(request: web.Request) -> web.Response:
         balances = list(balances.values())
     if exclude:
         balances = [b for b in balances if b.total != 0]
-    return _json_response([codec.balance_json(b) for b in balances])
+    return _json_response([codec.balance_json(b, valuation=fake.valuation) for b in balances])
 
 
 async def get_trade_history(request: web.Request) -> web.Response:
+    """GET /v1/account/{pair}/tradehistory and, without a pair, /v1/account/tradehistory (every
+    pair; added by VALR on 6 January 2025 [C-off changelog]): the account's fills, newest first."""
     fake = _fake(request)
-    pair = _pair(request, request.match_info["pair"])
+    raw_pair = request.match_info.get("pair")
+    pair = _pair(request, raw_pair) if raw_pair is not None else None
     limit = _int_query(request, "limit", 100, 1, 100)
     skip = _int_query(request, "skip", 0)
     # The exchange keeps no per-account fill list; the server keeps the AccountTrade events it routed.
-    fills = [e for e in reversed(fake.account_trades.get(_account(request), [])) if e.trade.pair == pair]
+    fills = [e for e in reversed(fake.account_trades.get(_account(request), []))
+             if pair is None or e.trade.pair == pair]
     return _json_response([codec.account_trade_json(e) for e in fills[skip:skip + limit]])
+
+
+async def get_trade_fees(request: web.Request) -> web.Response:
+    """GET /v1/account/fees/trade: every pair's maker and taker fee [C-off Postman "Trade Fees"]."""
+    return _json_response([codec.fee_json(spec) for spec in _fake(request).exchange.pairs.values()])
 
 
 async def get_transaction_history(request: web.Request) -> web.Response:
@@ -378,7 +387,7 @@ async def get_transaction_history(request: web.Request) -> web.Response:
     skip = _int_query(request, "skip", 0)
     wanted = {t.strip().upper() for t in request.query.get("transactionTypes", "").split(",") if t.strip()}
     pairs = fake.exchange.pairs
-    records = [codec.account_history_json(e, pairs.get(e.trade.pair))
+    records = [codec.account_history_rest_json(e, pairs.get(e.trade.pair))
                for e in reversed(fake.account_trades.get(_account(request), []))]
     if wanted:
         records = [r for r in records if r["transactionType"]["type"] in wanted]
@@ -393,7 +402,40 @@ async def get_marketdata_orderbook(request: web.Request) -> web.Response:
 async def post_limit_v1(request: web.Request) -> web.Response:
     sub = _fake(request).submit("PLACE_LIMIT", _account(request), codec.parse_limit(_body_object(request)),
                                 request[CONN])
-    return _json_response({"id": sub.order_id}, 202)
+    return _json_response(codec.placed_json(sub.placed_order_id, sub.customer_order_id), 202)
+
+
+async def post_stop_limit_v1(request: web.Request) -> web.Response:
+    """POST /v1/orders/stop/limit: 202 ``{"id", "customerOrderId"}`` [C-off Postman "Stop Limit
+    Order V1": captured response]; the order is then "Active" until its stop is reached."""
+    sub = _fake(request).submit("PLACE_STOP_LIMIT", _account(request),
+                                codec.parse_stop_limit(_body_object(request)), request[CONN])
+    return _json_response(codec.placed_json(sub.placed_order_id, sub.customer_order_id), 202)
+
+
+async def post_stop_limit_v2(request: web.Request) -> web.Response:
+    """POST /v2/orders/stop/limit: 201 ``{"id"}`` [C-off Postman "Stop Limit Order V2"]. A request
+    refused at once answers 400 in VALR's error shape [INF: VALR's example of a failure that
+    happened during placement carries an orderId too; the simulator decides those later]."""
+    sub = _fake(request).submit("PLACE_STOP_LIMIT", _account(request),
+                                codec.parse_stop_limit(_body_object(request)), request[CONN])
+    return _json_response(codec.id_json(sub.placed_order_id), 201)
+
+
+async def put_modify_v1(request: web.Request) -> web.Response:
+    """PUT /v1/orders/modify: 202 ``{"id": <modifyRequestId>}`` [C-off Postman "Modify Order V1"];
+    the outcome follows on the account stream (MODIFY_ORDER_OUTCOME)."""
+    sub = _fake(request).submit("MODIFY_ORDER", _account(request), codec.parse_modify(_body_object(request)),
+                                request[CONN])
+    return _json_response(codec.id_json(sub.request_id), 202)
+
+
+async def put_modify_v2(request: web.Request) -> web.Response:
+    """PUT /v2/orders/modify: 201 ``{"id"}`` [C-off Postman "Modify Order V2"]. VALR answers v2
+    once the modification is processed; the simulator answers at once, as v1 does [INF]."""
+    sub = _fake(request).submit("MODIFY_ORDER", _account(request), codec.parse_modify(_body_object(request)),
+                                request[CONN])
+    return _json_response(codec.id_json(sub.request_id), 201)
 
 
 async def post_limit_v2(request: web.Request) -> web.Response:
@@ -402,14 +444,16 @@ async def post_limit_v2(request: web.Request) -> web.Response:
         sub = _fake(request).submit("PLACE_LIMIT", _account(request), req, request[CONN])
     except (codec.CodecError, ExchangeError) as exc:
         # [C-doc3] v2 answers 201 even on a synchronous failure, with orderId + code + message.
-        return _json_response({"orderId": None, "code": exc.code, "message": exc.message}, 201)
-    return _json_response({"id": sub.order_id}, 201)
+        return _json_response(codec.v2_failure_json(exc.code, exc.message), 201)
+    return _json_response(codec.id_json(sub.order_id), 201)
 
 
 async def post_market(request: web.Request) -> web.Response:
+    """POST /v1/orders/market: 202 ``{"id", "customerOrderId"}`` [C-off Postman "Market Order V1":
+    captured responses], as the limit order's."""
     sub = _fake(request).submit("PLACE_MARKET", _account(request), codec.parse_market(_body_object(request)),
                                 request[CONN])
-    return _json_response({"id": sub.order_id}, 202)
+    return _json_response(codec.placed_json(sub.placed_order_id, sub.customer_order_id), 202)
 
 
 async def delete_order_v1(request: web.Request) -> web.Response:
@@ -423,7 +467,7 @@ async def delete_order_v1(request: web.Request) -> web.Response:
 async def delete_order_v2(request: web.Request) -> web.Response:
     sub = _fake(request).submit("CANCEL_ORDER", _account(request), codec.parse_cancel(_body_object(request)),
                                 request[CONN])
-    return _json_response({"id": sub.order_id}, 200)
+    return _json_response(codec.id_json(sub.order_id), 200)
 
 
 async def delete_pair_orders(request: web.Request) -> web.Response:
@@ -433,7 +477,7 @@ async def delete_pair_orders(request: web.Request) -> web.Response:
         pair = _pair(request, pair)
     ids, events = fake.exchange.cancel_all(fake.now_ms(), _account(request), pair)
     fake.route(events)
-    return _json_response([{"orderId": i} for i in ids], 200)
+    return _json_response(codec.cancelled_ids_json(ids), 200)
 
 
 async def get_open_orders(request: web.Request) -> web.Response:
@@ -477,40 +521,16 @@ async def get_history_detail_cid(request: web.Request) -> web.Response:
     return _json_response(codec.history_detail_json(_find(request, customer_order_id=request.match_info["cid"])))
 
 
-BATCH_TYPES = {
-    "PLACE_LIMIT": ("PLACE_LIMIT", "parse_limit"),
-    "PLACE_MARKET": ("PLACE_MARKET", "parse_market"),
-    "CANCEL_ORDER": ("CANCEL_ORDER", "parse_cancel"),
-}
-
-
 async def post_batch(request: web.Request) -> web.Response:
+    """POST /v1/batch/orders: 200 ``{"outcomes": [...], "batchId"}`` [C-off Postman "Batch Orders":
+    captured response]; request types PLACE_LIMIT, PLACE_MARKET, PLACE_STOP_LIMIT, MODIFY_ORDER,
+    CANCEL_ORDER, at most 20."""
+    from .ws_account import run_batch
+
     fake = _fake(request)
     body = _body_object(request)
-    requests = body.get("requests")
-    if not isinstance(requests, list) or not requests:
-        raise ApiError(400, INVALID_REQUEST[0], "requests: a non-empty list is required")
-    if len(requests) > MAX_BATCH:
-        raise ApiError(400, INVALID_REQUEST[0], f"requests: at most {MAX_BATCH} per batch")
-    outcomes: list[dict[str, Any]] = []
-    for i, item in enumerate(requests):
-        try:
-            if not isinstance(item, dict) or item.get("type") not in BATCH_TYPES:
-                kind = item.get("type") if isinstance(item, dict) else None
-                raise codec.CodecError(-1, f"requests[{i}].type: unsupported batch type {kind!r}", "type")
-            command, parser = BATCH_TYPES[item["type"]]
-            data = item.get("data")
-            if not isinstance(data, dict):
-                raise codec.CodecError(-1, f"requests[{i}].data: a JSON object is required", "data")
-            sub = fake.submit(command, _account(request), getattr(codec, parser)(data), request[CONN])
-            outcomes.append({"accepted": True, "orderId": sub.order_id})
-        except (codec.CodecError, ExchangeError) as exc:
-            outcomes.append({"accepted": False, "error": {"code": exc.code, "message": exc.message}})
-    # [INF] outcome shape: VALR's exact batch reply was not captured (valr-protocol.md).
-    reply: dict[str, Any] = {"outcomes": outcomes}
-    if body.get("customerBatchId") is not None:
-        reply["customerBatchId"] = body["customerBatchId"]
-    return _json_response(reply, 200)
+    outcomes = run_batch(fake, _account(request), body.get("requests"), request[CONN])
+    return _json_response(codec.batch_response(outcomes, fake.next_batch_id()), 200)
 
 
 def add_routes(app: web.Application) -> None:
@@ -530,11 +550,17 @@ def add_routes(app: web.Application) -> None:
     add("GET", "/v1/public/{pair}/trades", get_public_trades, False)
     add("GET", "/v1/account/balances", get_balances, True)
     add("GET", "/v1/account/transactionhistory", get_transaction_history, True)
+    add("GET", "/v1/account/tradehistory", get_trade_history, True)
+    add("GET", "/v1/account/fees/trade", get_trade_fees, True)
     add("GET", "/v1/account/{pair}/tradehistory", get_trade_history, True)
     add("GET", "/v1/marketdata/{pair}/orderbook", get_marketdata_orderbook, True)
     add("POST", "/v1/orders/limit", post_limit_v1, True)
     add("POST", "/v2/orders/limit", post_limit_v2, True)
     add("POST", "/v1/orders/market", post_market, True)
+    add("POST", "/v1/orders/stop/limit", post_stop_limit_v1, True)
+    add("POST", "/v2/orders/stop/limit", post_stop_limit_v2, True)
+    add("PUT", "/v1/orders/modify", put_modify_v1, True)
+    add("PUT", "/v2/orders/modify", put_modify_v2, True)
     add("DELETE", "/v1/orders/order", delete_order_v1, True)
     add("DELETE", "/v2/orders/order", delete_order_v2, True)
     add("DELETE", "/v1/orders", delete_pair_orders, True)

@@ -17,6 +17,7 @@ from aiohttp import web
 from replay import codec
 from replay.exchange.model import ExchangeError
 
+from .app import UNSUBSCRIBABLE
 from .auth_check import AuthOk, check_payload_auth
 from .ws_common import mark_authenticated, parse_frame, reply, serve_socket
 
@@ -32,11 +33,55 @@ COMMANDS = {
     "PLACE_LIMIT_ORDER": ("PLACE_LIMIT", "parse_limit", "INVALID_PLACE_LIMIT_REQUEST"),
     "PLACE_MARKET_ORDER": ("PLACE_MARKET", "parse_market", "INVALID_PLACE_MARKET_REQUEST"),
     "CANCEL_LIMIT_ORDER": ("CANCEL_ORDER", "parse_cancel", "INVALID_CANCEL_ORDER_REQUEST"),
+    "MODIFY_ORDER": ("MODIFY_ORDER", "parse_modify", "INVALID_MODIFY_WS_REQUEST"),
 }
+# a batch request type -> (exchange command, codec parser) [C-off Postman WebSocket "BATCH_ORDERS",
+# REST "Batch Orders": PLACE_LIMIT, PLACE_MARKET, PLACE_STOP_LIMIT, MODIFY_ORDER, CANCEL_ORDER]
+BATCH_TYPES = {
+    "PLACE_LIMIT": ("PLACE_LIMIT", "parse_limit"),
+    "PLACE_MARKET": ("PLACE_MARKET", "parse_market"),
+    "PLACE_STOP_LIMIT": ("PLACE_STOP_LIMIT", "parse_stop_limit"),
+    "MODIFY_ORDER": ("MODIFY_ORDER", "parse_modify"),
+    "CANCEL_ORDER": ("CANCEL_ORDER", "parse_cancel"),
+}
+MAX_BATCH = 20  # [C-off] "A maximum of 20 orders may be submitted in a single Batch Orders request"
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    return await serve_socket(request, "account", PATH, handle_text, mark_authenticated)
+    return await serve_socket(request, "account", PATH, handle_text, authenticated)
+
+
+def authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
+    """AUTHENTICATED, then the account's balances and open orders (``send_connect_snapshot``).
+    In playback the capture's own messages are released instead."""
+    at = mark_authenticated(fake, conn, auth)
+    if fake.playback is None:
+        fake.send_connect_snapshot(conn, after=at)
+
+
+def run_batch(fake: "FakeValr", account: str, requests: Any, conn_id: str) -> list[dict]:
+    """Submit a batch's requests in order; their outcomes in VALR's shape (``codec.batch_outcome``).
+    Raises CodecError for a batch that is not a list of 1 to 20 requests."""
+    if not isinstance(requests, list) or not requests:
+        raise codec.CodecError(codec.INVALID_REQUEST, "requests: a non-empty list is required", "requests")
+    if len(requests) > MAX_BATCH:
+        raise codec.CodecError(codec.INVALID_REQUEST, f"requests: at most {MAX_BATCH} per batch", "requests")
+    outcomes: list[dict] = []
+    for i, item in enumerate(requests):
+        kind = item.get("type") if isinstance(item, dict) else None
+        try:
+            if not isinstance(item, dict) or kind not in BATCH_TYPES:
+                raise codec.CodecError(-1, f"requests[{i}].type: unsupported batch type {kind!r}", "type")
+            command, parser = BATCH_TYPES[str(kind)]
+            data = item.get("data")
+            if not isinstance(data, dict):
+                raise codec.CodecError(-1, f"requests[{i}].data: a JSON object is required", "data")
+            sub = fake.submit(command, account, getattr(codec, parser)(data), conn_id)
+            cid = sub.customer_order_id if command != "MODIFY_ORDER" else None
+            outcomes.append(codec.batch_outcome(str(kind), sub.order_id, cid))
+        except (codec.CodecError, ExchangeError) as exc:
+            outcomes.append(codec.batch_outcome(str(kind), error=(exc.code, exc.message)))
+    return outcomes
 
 
 def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
@@ -58,20 +103,15 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
                                      now_ms=fake.now_ms(), window_ms=fake.timestamp_window_ms,
                                      subaccounts=fake.subaccounts)
         if isinstance(verdict, AuthOk):
-            mark_authenticated(fake, conn, verdict)
+            authenticated(fake, conn, verdict)
         else:
             reply(fake, conn, codec.ws_error(verdict.message), client_msg_id)
         return
     if conn.account is None:
         reply(fake, conn, codec.ws_error("Unauthorized: authenticate first"), client_msg_id)
         return
-    if type_ == "SUBSCRIBE":
-        # The account stream pushes every event type anyway [INF]; SUBSCRIBE is acknowledged only.
-        subs = message.get("subscriptions")
-        if subs is not None and not isinstance(subs, list):
-            reply(fake, conn, codec.ws_error("subscriptions: a list is required"), client_msg_id)
-            return
-        reply(fake, conn, codec.subscribed_message(subs or []), client_msg_id)
+    if type_ in ("SUBSCRIBE", "UNSUBSCRIBE"):
+        _subscription(fake, conn, type_, message, client_msg_id)
         return
     if type_ == "CANCEL_ON_DISCONNECT":
         payload = message.get("payload")
@@ -82,10 +122,63 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
         conn.cancel_on_disconnect = enabled
         fake.send(conn, codec.cancel_on_disconnect_update(client_msg_id, enabled))
         return
-    if type_ in COMMANDS:
-        _command(fake, conn, type_, message, client_msg_id)
+    if type_ in COMMANDS or type_ == "BATCH_ORDERS":
+        if not fake.ws_rate_ok(conn, type_):
+            fake.send(conn, codec.rate_limit_exceeded(type_, client_msg_id))
+            return
+        if type_ == "BATCH_ORDERS":
+            _batch(fake, conn, message, client_msg_id)
+        else:
+            _command(fake, conn, type_, message, client_msg_id)
         return
     reply(fake, conn, codec.ws_error(f"Unknown message type: {type_}"), client_msg_id)
+
+
+def _subscription(fake: "FakeValr", conn: "WsConn", type_: str, message: dict[str, Any], client_msg_id: Any) -> None:
+    """SUBSCRIBE ``{"subscriptions": [{"event"}]}`` and UNSUBSCRIBE ``{"requests": [{"event"}]}``
+    [C-off Postman WebSocket "Account / Read"]. Every account event is pushed without asking; an
+    UNSUBSCRIBE stops BALANCE_UPDATE, OPEN_ORDERS_UPDATE (and MARGIN_INFO, not modelled) on this
+    connection, a SUBSCRIBE starts them again. Each event is acknowledged with SUBSCRIBED /
+    UNSUBSCRIBED ``{"message": EVENT}`` [INF: the trade stream's acknowledgement shape]."""
+    key = "subscriptions" if type_ == "SUBSCRIBE" else "requests"
+    items = message.get(key)
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        reply(fake, conn, codec.ws_error(f"{key}: a list is required"), client_msg_id)
+        return
+    events = []
+    for i, item in enumerate(items):
+        event = item.get("event") if isinstance(item, dict) else None
+        if not isinstance(event, str):
+            reply(fake, conn, codec.ws_error(f"{key}[{i}].event: a string is required"), client_msg_id)
+            return
+        if type_ == "UNSUBSCRIBE" and event not in UNSUBSCRIBABLE:
+            reply(fake, conn, codec.ws_error(f"{key}[{i}].event: cannot unsubscribe from {event}"), client_msg_id)
+            return
+        events.append(event)
+    for event in events:
+        if type_ == "UNSUBSCRIBE":
+            conn.unsubscribed.add(event)
+            reply(fake, conn, codec.unsubscribed_message(event), client_msg_id)
+        else:
+            conn.unsubscribed.discard(event)
+            reply(fake, conn, codec.subscribed_message(event), client_msg_id)
+
+
+def _batch(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
+    """BATCH_ORDERS ``{"payload": {"requests": [...]}}`` [C-off Postman WebSocket]: the requests
+    are submitted in order; the reply carries their outcomes in the REST batch's shape [INF:
+    VALR documents no success reply]."""
+    payload = message.get("payload")
+    try:
+        if not isinstance(payload, dict):
+            raise codec.CodecError(codec.INVALID_REQUEST, "payload: a JSON object is required", "payload")
+        outcomes = run_batch(fake, conn.account or "", payload.get("requests"), conn.id)
+    except codec.CodecError as exc:
+        fake.send(conn, codec.invalid_request("BATCH_ORDERS", client_msg_id, exc.message, exc.validation_errors))
+        return
+    fake.send(conn, codec.batch_ws_response(client_msg_id, outcomes, fake.next_batch_id()))
 
 
 def _played(fake: "FakeValr", conn: "WsConn", message: dict[str, Any]) -> bool:
@@ -132,6 +225,8 @@ def _command(fake: "FakeValr", conn: "WsConn", type_: str, message: dict[str, An
         reply = codec.place_limit_response(client_msg_id, sub.placed_order_id, sub.customer_order_id)
     elif command == "PLACE_MARKET":
         reply = codec.place_market_response(client_msg_id, sub.placed_order_id, sub.customer_order_id)
+    elif command == "MODIFY_ORDER":
+        reply = codec.modify_response(client_msg_id, sub.request_id or "", sub.order_id, sub.customer_order_id)
     else:
         reply = codec.cancel_response(client_msg_id, sub.order_id, sub.customer_order_id)
     fake.send(conn, reply)

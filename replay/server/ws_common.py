@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's close frame
 
 TextHandler = Callable[["FakeValr", "WsConn", str], None]
-OnAuthenticated = Callable[["FakeValr", "WsConn", AuthOk], None]
+OnAuthenticated = Callable[["FakeValr", "WsConn", AuthOk], object]
 
 
 async def serve_socket(request: web.Request, kind: str, path: str, handle_text: TextHandler,
@@ -89,15 +89,17 @@ async def serve_socket(request: web.Request, kind: str, path: str, handle_text: 
     return ws
 
 
-def mark_authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
-    """The connection is authenticated: remember whose it is and say so (``AUTHENTICATED``).
+def mark_authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> float | None:
+    """The connection is authenticated: remember whose it is and say so (``AUTHENTICATED``);
+    returns when AUTHENTICATED is due (``FakeValr.send``).
 
     In playback the capture's own ``AUTHENTICATED`` is released instead.
     """
     conn.account = auth.account
     conn.api_key = auth.api_key
     if fake.playback is None:
-        fake.send(conn, codec.authenticated_message())
+        return fake.send(conn, codec.authenticated_message())
+    return None
 
 
 def parse_frame(fake: "FakeValr", conn: "WsConn", text: str) -> dict[str, Any] | None:
@@ -106,7 +108,7 @@ def parse_frame(fake: "FakeValr", conn: "WsConn", text: str) -> dict[str, Any] |
         message = json.loads(text)
     except ValueError:
         fake.record(conn.id, "out", "ws", "", {"raw": text[:2000]})
-        fake.send(conn, codec.ws_error("Invalid JSON payload", codec.INVALID_JSON))
+        fake.send(conn, codec.ws_error(codec.INVALID_JSON_MESSAGE))
         return None
     if not isinstance(message, dict):
         fake.record(conn.id, "out", "ws", "", {"raw": text[:2000]})

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PATH = "/ws/trade"
+# feeds whose first message is a snapshot and whose later messages are diffs with sequence numbers:
+# a re-subscription that keeps a pair does not restart it [INF]
+_SEQUENCED = ("FULL_ORDERBOOK_UPDATE", "OB_L1_DIFF")
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -36,7 +39,8 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
     type_ = message.get("type")
     client_msg_id = message.get("clientMsgId")
     if type_ == "PING":
-        reply(fake, conn, codec.pong_message(), client_msg_id)
+        # "NO_SUBSCRIPTIONS" in the PONG while nothing is subscribed [C-off, and a capture]
+        reply(fake, conn, codec.pong_message(no_subscriptions=not conn.subscriptions), client_msg_id)
     elif type_ == "SUBSCRIBE":
         _subscribe(fake, conn, message, client_msg_id)
     else:
@@ -73,23 +77,42 @@ def _subscribe(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client
                    client_msg_id)
             return
         changes.append((event, wanted))
-    # [INF] a SUBSCRIBE replaces the pair set of each event it names (VALR documents only that
-    # "pairs": [] unsubscribes); events it does not name are left as they were.
+    # A SUBSCRIBE replaces the pair set of each event it names, and "pairs": [] unsubscribes
+    # [C-off]; events it does not name are left as they were. The live stream acknowledges each
+    # event and pair with SUBSCRIBED {"message": "EVENT:PAIR"} and each pair a replacement drops
+    # with UNSUBSCRIBED in the same shape [C-capture].
+    acks: list[dict] = []
+    started: list[tuple[str, list[str]]] = []
     for event, pairs in changes:
+        before = conn.subscriptions.get(event, set())
+        before_pairs = set(fake.exchange.pairs) if before is None else set(before)
+        after_pairs = set(fake.exchange.pairs) if pairs is None else set(pairs)
         if pairs is not None and not pairs:
-            conn.subscriptions.pop(event, None)  # "pairs": [] unsubscribes [C-off]
+            conn.subscriptions.pop(event, None)
         else:
             conn.subscriptions[event] = pairs
+        acks += [codec.unsubscribed_message(event, p) for p in sorted(before_pairs - after_pairs)]
+        acks += [codec.subscribed_message(event, p) for p in sorted(after_pairs)]
+        started.append((event, sorted(after_pairs - before_pairs) if event in _SEQUENCED else sorted(after_pairs)))
     if fake.playback is not None:
         return  # playback: the recorded feed carries SUBSCRIBED and the market data
-    reply(fake, conn, codec.subscribed_message(subs), client_msg_id)
-    # Then the current state at once, so a new subscriber need not wait for a change.
-    for event, pairs in changes:
-        if event not in ("AGGREGATED_ORDERBOOK_UPDATE", "MARKET_SUMMARY_UPDATE") or pairs == set():
-            continue
-        for pair in sorted(pairs) if pairs is not None else list(fake.exchange.pairs):
+    for ack in acks:
+        reply(fake, conn, ack, client_msg_id)
+    # Then the current state at once, so a new subscriber need not wait for a change ("On
+    # subscription the latest update is sent immediately"; the sequenced feeds begin with a
+    # snapshot [C-off]).
+    for event, pairs_now in started:
+        for pair in pairs_now:
             if event == "AGGREGATED_ORDERBOOK_UPDATE":
                 depth = fake.ws_book_depth
                 fake.send(conn, codec.book_update_message(fake.exchange.book(pair, depth), depth))
-            else:
+            elif event == "MARKET_SUMMARY_UPDATE":
                 fake.send(conn, codec.market_summary_message(fake.exchange.market_summary(pair)))
+            elif event == "FULL_ORDERBOOK_UPDATE":
+                fake.send_full_snapshot(conn, pair)
+            elif event == "OB_L1_DIFF":
+                fake.send_l1_snapshot(conn, pair)
+            elif event == "MARK_PRICE_UPDATE":
+                fake.send_mark_price(pair, conn)
+        if event == "MARK_PRICE_UPDATE" and pairs_now:
+            fake.mark_price_subscribed()
