@@ -25,10 +25,11 @@ def sign(
     body: str | bytes = "",
     subaccount_id: str = "",
 ) -> str:
-    if isinstance(body, bytes):
-        body = body.decode("utf-8")
-    payload = f"{timestamp_ms}{method.upper()}{path_with_query}{body}{subaccount_id}"
-    return hmac.new(secret.encode("utf-8"), payload.encode("utf-8"), hashlib.sha512).hexdigest()
+    # Over the body's bytes as sent: a body that is not UTF-8 is signed (and refused later, as a bad
+    # payload), never decoded here.
+    raw = body if isinstance(body, bytes) else body.encode("utf-8")
+    payload = f"{timestamp_ms}{method.upper()}{path_with_query}".encode() + raw + subaccount_id.encode("utf-8")
+    return hmac.new(secret.encode("utf-8"), payload, hashlib.sha512).hexdigest()
 
 
 def auth_headers(
@@ -54,5 +55,7 @@ def auth_headers(
 
 def verify(secret: str, signature: str, timestamp_ms: str, method: str, path_with_query: str,
            body: str | bytes = "", subaccount_id: str = "") -> bool:
+    if not signature.isascii():  # compare_digest takes ASCII text only; no hex digest is anything else
+        return False
     expected = sign(secret, timestamp_ms, method, path_with_query, body, subaccount_id)
     return hmac.compare_digest(expected, signature.lower())

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from .clock import Clock, iso_ms
 
@@ -126,8 +126,44 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+# Text that may carry a secret: a secret's name, or a run of 64 hex characters (a key, a secret,
+# half a signature). Strings without either are left as they are (the hot path).
+_TEXT_HINT = re.compile(r"x-valr-|apikey|api_key|api-key|secret|signature|[0-9a-fA-F]{64}", re.IGNORECASE)
+_TEXT_SECRETS = (
+    # "X-VALR-SIGNATURE": "v" (a headers dict in JSON text)
+    re.compile(r"""(["'](?:x-valr-api-key|x-valr-signature|x-valr-sub-account-id)["']\s*:\s*")((?:[^"\\]|\\.)*)""",
+               re.IGNORECASE),
+    # ["X-VALR-SIGNATURE", "v"] (a raw header list)
+    re.compile(r"""(\[\s*"(?:x-valr-api-key|x-valr-signature|x-valr-sub-account-id)"\s*,\s*")((?:[^"\\]|\\.)*)""",
+               re.IGNORECASE),
+    # "apiKey": "v" / "signature": "v" (an AUTHENTICATE payload), closed or not (a cut-off frame)
+    re.compile(r"""("(?:apiKey|signature|apiSecret|secret)"\s*:\s*")((?:[^"\\]|\\.)*)""", re.IGNORECASE),
+    # X-VALR-SIGNATURE: v (raw HTTP header lines)
+    re.compile(r"""((?:^|[\s{,;])x-valr-(?:api-key|signature|sub-account-id)\s*[:=]\s*)([^\s"',;}]+)""",
+               re.IGNORECASE),
+)
+
+
+def scrub_text(text: str, known: Iterable[str] = ()) -> str:
+    """``text`` (a raw frame or body that did not parse) with every secret it may hold replaced:
+    known key and secret values, the values of secret-named fields and headers in any spelling
+    (JSON, cut-off JSON, HTTP header lines), 64-hex values after a key/secret/signature name,
+    and any 128-hex value (an HMAC-SHA512 signature)."""
+    for value in known:
+        if value and value in text:
+            text = text.replace(value, SCRUBBED)
+    if not _TEXT_HINT.search(text):
+        return text
+    for pattern in _TEXT_SECRETS:
+        text = pattern.sub(lambda m: m.group(1) + (SCRUBBED if m.group(2) else ""), text)
+    text = _NAMED_HEX64.sub(lambda m: m.group(0).replace(m.group(1), SCRUBBED), text)
+    return _HEX128.sub(SCRUBBED, text)
+
+
 def _scrub(obj: Any, balances: bool, key: str | None = None) -> Any:
     obj = _plain(obj)
+    if isinstance(obj, str):
+        return scrub_text(obj)
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for k, v in obj.items():
@@ -189,6 +225,8 @@ _SECRET_HEADER_PAIR = re.compile(  # ["name", "value"] (a raw header list)
     re.IGNORECASE,
 )
 _AUTH_FIELD_VALUE = re.compile(r""""(apiKey|signature)"\s*:\s*"((?:[^"\\]|\\.)*)\"""")
+# the same inside a JSON string (a raw frame kept as text): \"apiKey\": \"value
+_ESCAPED_AUTH_FIELD_VALUE = re.compile(r"""\\"(apiKey|signature)\\"\s*:\s*\\"([^"\\]*)""")
 
 
 def _scan_line(line: str) -> list[str]:
@@ -197,8 +235,8 @@ def _scan_line(line: str) -> list[str]:
         # a value that is itself a header name is a list of names (the header's `scrubbed`)
         if m.group(2) != SCRUBBED and m.group(2).lower() not in _HEADER_KEYS:
             found.append(f"unscrubbed {m.group(1)} header value")
-    for m in _AUTH_FIELD_VALUE.finditer(line):
-        if m.group(2) != SCRUBBED:
+    for m in [*_AUTH_FIELD_VALUE.finditer(line), *_ESCAPED_AUTH_FIELD_VALUE.finditer(line)]:
+        if m.group(2) not in (SCRUBBED, ""):
             found.append(f"unscrubbed {m.group(1)} field value")
     if not found:
         for m in _NAMED_HEX64.finditer(line):
@@ -251,10 +289,13 @@ class CaptureWriter:
         header: dict[str, Any],
         *,
         scrub_balances: bool = False,
+        known_secrets: Iterable[str] = (),
         _append: bool = False,
     ):
         self.path = Path(path)
         self.scrub_balances = scrub_balances
+        #: API keys and secrets the writer knows (the fake server's accounts): replaced wherever they occur
+        self.known_secrets = tuple(sorted({k for k in known_secrets if k and len(k) >= 8}, key=len, reverse=True))
         self._secret_names = tuple(n.lower() for n in scrubbed_names(balances=scrub_balances))
         self.gzip = self.path.suffix == ".gz"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,10 +366,16 @@ class CaptureWriter:
             line = None
         if line is not None:
             low = line.lower()
-            if not any(name in low for name in self._secret_names):
-                self._write_line(line)
+            if not any(name in low for name in self._secret_names) and not _TEXT_HINT.search(line):
+                self._write_line(self._known_out(line))
                 return
-        self._write_line(dumps(scrub_record(record, balances=self.scrub_balances)))
+        self._write_line(self._known_out(dumps(scrub_record(record, balances=self.scrub_balances))))
+
+    def _known_out(self, line: str) -> str:
+        for value in self.known_secrets:
+            if value in line:
+                line = line.replace(value, SCRUBBED)
+        return line
 
     @property
     def closed(self) -> bool:

@@ -15,19 +15,29 @@ ASK = {"side": "SELL", "quantity": "0.02", "price": "1500000", "pair": "BTCZAR"}
 
 async def still_up(ws) -> None:
     await ws.send(json.dumps({"type": "PING", "clientMsgId": "alive"}))
-    assert await recv(ws, "PONG") == {"type": "PONG", "clientMsgId": "alive"}
+    pong = await recv(ws, "PONG")
+    # a trade stream with nothing subscribed says so in its PONG
+    assert pong in ({"type": "PONG", "clientMsgId": "alive"},
+                    {"type": "PONG", "message": "NO_SUBSCRIPTIONS", "clientMsgId": "alive"})
+
+
+async def authenticated(ws) -> None:
+    """AUTHENTICATED, then the account's state VALR sends on connect (one BALANCE_UPDATE per
+    asset held, one OPEN_ORDERS_UPDATE), all consumed."""
+    await recv(ws, "AUTHENTICATED")
+    await recv(ws, "OPEN_ORDERS_UPDATE")
 
 
 @pytest.fixture
 async def account_ws(maker):
     ws = await maker.ws()
-    await recv(ws, "AUTHENTICATED")
+    await authenticated(ws)
     return ws
 
 
 # --- /ws/account ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("frame, words", [
-    ("{not json", "JSON"),
+    ("{not json", "Invalid JSON"),
     ("[1, 2]", "object"),
     ('"PING"', "object"),
     ("42", "object"),
@@ -39,7 +49,7 @@ async def account_ws(maker):
 async def test_account_ws_generic_errors(account_ws, frame, words):
     await account_ws.send(frame)
     reply = await recv_raw(account_ws)
-    assert reply["type"] == "ERROR" and words in reply["data"]["message"]
+    assert reply["type"] == "ERROR" and words in reply["message"]
     if '"clientMsgId": "u"' in frame:
         assert reply["clientMsgId"] == "u"
     await still_up(account_ws)
@@ -70,14 +80,14 @@ async def test_account_ws_invalid_commands(account_ws, fake_server, msg_type, pa
 async def test_binary_frame_gets_an_error_and_keeps_the_connection(account_ws):
     await account_ws.send(b"\x00\x01binary")
     reply = await recv_raw(account_ws)
-    assert reply["type"] == "ERROR" and "Binary" in reply["data"]["message"]
+    assert reply["type"] == "ERROR" and "Binary" in reply["message"]
     await still_up(account_ws)
 
 
 async def test_oversized_frame_closes_1009(make_server, client_factory):
     server = await make_server(make_config(server={"max_frame_bytes": 1024}))
     ws = await client_factory(server).ws(max_size=None)
-    await recv(ws, "AUTHENTICATED")
+    await authenticated(ws)
     await ws.send(json.dumps({"type": "PING", "pad": "x" * 2000}))
     with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
         await recv_raw(ws)
@@ -88,7 +98,7 @@ async def test_oversized_frame_closes_1009(make_server, client_factory):
 async def test_idle_timeout_closes(make_server, client_factory):
     server = await make_server(make_config(server={"idle_timeout_s": 0.2}))
     ws = await client_factory(server).ws(ping_interval=None)
-    await recv(ws, "AUTHENTICATED")
+    await authenticated(ws)
     with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
         await recv_raw(ws)
     assert info.value.rcvd.code == 1000
@@ -125,7 +135,7 @@ async def test_trade_ws_errors(maker, message, words):
     ws = await maker.ws("/ws/trade", signed=False)
     await ws.send(json.dumps(message))
     reply = await recv_raw(ws)
-    assert reply["type"] == "ERROR" and words in reply["data"]["message"]
+    assert reply["type"] == "ERROR" and words in reply["message"]
     await ws.send("{oops")
     assert (await recv_raw(ws))["type"] == "ERROR"
     await still_up(ws)
@@ -214,6 +224,18 @@ async def test_internal_error_is_reported_not_fatal(account_ws, monkeypatch):
     monkeypatch.setattr(codec, "pong_message", boom)
     await account_ws.send(json.dumps({"type": "PING"}))
     reply = await recv_raw(account_ws)
-    assert reply["type"] == "ERROR" and "Internal" in reply["data"]["message"]
+    assert reply["type"] == "ERROR" and "Internal" in reply["message"]
     monkeypatch.undo()
     await still_up(account_ws)
+
+
+def test_the_rate_limiters_memory_is_bounded_by_one_minutes_callers() -> None:
+    from replay.server.ratelimit import MAX_KEY_CHARS, RateLimiter
+
+    limiter = RateLimiter()
+    for i in range(3000):  # distinct long keys within one minute
+        limiter.check(60_000 + i, method="GET", path="/v1/account/balances", api_key=f"{i:08d}" + "k" * 8000)
+    assert len(limiter._minute_counts) == 3000
+    assert all(len(who) <= MAX_KEY_CHARS for _scope, who in limiter._minute_counts)
+    limiter.check(120_000, method="GET", path="/v1/account/balances", ip="127.0.0.1", api_key="x" * 64)
+    assert len(limiter._minute_counts) == 2  # the next minute: only its own callers

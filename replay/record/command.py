@@ -115,7 +115,7 @@ async def _record(*, upstream: str, out: Path, host: str, port: int, direct: boo
         writer = CaptureWriter(out, {
             "created_at": clock.wall_iso(), "source": "live" if direct else "proxy", "upstream": upstream,
             "pairs": pairs, "mode": mode,
-        }, scrub_balances=scrub_balances)
+        }, scrub_balances=scrub_balances, known_secrets=_env_secrets())
     sink = RecordSink(writer, clock, t_offset_ns=t_offset_ns)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -189,3 +189,10 @@ def _continued_t_ns(path: Path, header: dict[str, Any], now_ms: int) -> int:
     except ValueError:
         pass
     return max(last + 1, since)
+
+
+def _env_secrets() -> list[str]:
+    """The credentials the recorder itself was given (direct mode): never written, even in raw text."""
+    import os
+
+    return [v for v in (os.environ.get("VALR_API_KEY"), os.environ.get("VALR_API_SECRET")) if v]

@@ -8,6 +8,7 @@ future timestamp VALR's status is not documented, and we answer 401 [INF]. Error
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping
 
@@ -21,6 +22,7 @@ from replay.auth import (
 )
 
 SCRUBBED = "<scrubbed>"
+TIMESTAMP_RE = re.compile(r"[0-9]{1,19}")
 
 # [INF] messages: the alunajs ValrErrorEnum lists these strings; which status goes with which
 # is not documented.
@@ -101,7 +103,9 @@ def check_signature(
     if not signature:
         return AuthRefused(401, -12, MSG_BAD_SIGNATURE)
     ts_text = _get(headers, TIMESTAMP_HEADER)
-    if not ts_text or not ts_text.strip().isdigit():
+    # Milliseconds since the epoch in ASCII digits: str.isdigit() also takes "¹²³", which int()
+    # refuses, and a few thousand digits reach int()'s conversion limit; 19 digits cover int64.
+    if not ts_text or not TIMESTAMP_RE.fullmatch(ts_text.strip()):
         return AuthRefused(401, -13, MSG_BAD_TIMESTAMP)
     ts = int(ts_text.strip())
     if abs(now_ms - ts) > window_ms:

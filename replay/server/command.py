@@ -155,7 +155,8 @@ async def _serve(config, host: str, port: int, seed: int, trace_path: Path | Non
         if setup is not None:
             header.update(scenario=setup.scenario.name, scenario_path=str(Path(setup.scenario.path).resolve()),
                           **({"capture": str(setup.capture)} if setup.capture is not None else {}))
-        writer = CaptureWriter(trace_path, header)
+        writer = CaptureWriter(trace_path, header,
+                               known_secrets=[v for a in config.accounts for v in (a.api_key, a.api_secret)])
         trace = TraceRecorder(clock, writer, keep=False)
     schedule = None
     if setup is not None:

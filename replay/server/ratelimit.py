@@ -26,6 +26,9 @@ DEFAULT_ROUTE_LIMITS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+MAX_KEY_CHARS = 128
+
+
 @dataclass(frozen=True)
 class Limited:
     """A refusal: which limit and how many whole seconds until it resets."""
@@ -54,6 +57,7 @@ class RateLimiter:
         self.route_limits: Sequence[tuple[str, str, int]] = tuple(route_limits or ())
         self._minute_counts: dict[tuple[str, str], tuple[int, int]] = {}  # (scope, who) -> (window, n)
         self._second_counts: dict[int, tuple[int, int]] = {}  # route index -> (window, n)
+        self._minute = -1  # the window _minute_counts holds: older counts are dropped when it ends
 
     def _route_indexes(self, method: str, path: str) -> list[int]:
         """Every rule that covers the request (each one counts and can refuse)."""
@@ -80,9 +84,15 @@ class RateLimiter:
         second = now_ms // 1000
         to_minute = max(1, math.ceil(((minute + 1) * 60_000 - now_ms) / 1000))
         to_second = max(1, math.ceil(((second + 1) * 1000 - now_ms) / 1000))
+        if minute != self._minute:
+            # counts of a past minute can refuse nothing: drop them, so memory follows the callers of
+            # one minute, not of the whole run
+            self._minute_counts.clear()
+            self._minute = minute
         minute_keys: list[tuple[tuple[str, str], int]] = []
         if api_key and self.per_key_per_min:
-            minute_keys.append((("key", api_key), self.per_key_per_min))
+            # a real key is 64 characters; a longer header is counted by its start (and refused later)
+            minute_keys.append((("key", api_key[:MAX_KEY_CHARS]), self.per_key_per_min))
         if ip and self.per_ip_per_min:
             minute_keys.append((("ip", ip), self.per_ip_per_min))
         for key, limit in minute_keys:
