@@ -13,6 +13,7 @@ millisecond, far below the checks' grace periods.
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -267,6 +268,8 @@ def check(traces: tuple[Path, ...], scenario_path: Path | None, account: str | N
         sim_seconds=loaded.span_s,
         wall_seconds=time.perf_counter() - began,
         trace_path=traces[0],
+        connector=loaded.header_value("connector") or "(from the trace)",
+        policy_applies=policy is not None,
     )
     client = sum(1 for r in loaded.records if r.get("kind") == "client" and r.get("type") == "ORDER_STATE")
     verdict = "[green]as expected[/green]" if result.as_expected else "[red]NOT as expected[/red]"
@@ -279,6 +282,11 @@ def check(traces: tuple[Path, ...], scenario_path: Path | None, account: str | N
                   markup=True)
     print_table(out, [result], timeline, title=f"{name} (seed {shown_seed})")
     row = result.to_json()
+    again = ["valr-replay check", *(shlex.quote(str(t)) for t in traces), "--account", shlex.quote(account)]
+    if scenario is not None:
+        again += ["--scenario", shlex.quote(str(scenario.path))]
+    if policy is not None:
+        again += ["--policy", shlex.quote(policy)]
     row.update(path=str(scenario.path) if scenario is not None else None, policy=policy, seed=seed,
-               account=account, traces=[str(p) for p in traces])
+               account=account, traces=[str(p) for p in traces], reproduce=" ".join(again))
     finish(console, [result], json_path, [row])

@@ -209,6 +209,24 @@ _CONN_KINDS = ("account", "trade")
 _TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
+def _check_message_type(name: str, key: str) -> None:
+    """A ``[latency]`` key in capitals must be a VALR message type (as ``replay.codec`` spells
+    them: replay/message_types.py), so a typo is refused instead of never matching."""
+    from .message_types import known_message_types
+
+    known = known_message_types()
+    if known is None or name in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    if close:
+        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    else:
+        hint = "expected one of " + ", ".join(sorted(known))
+    raise SpecError(key, f"unknown message type {name!r}: {hint}")
+
+
 def conn_kind(conn: str) -> str:
     """``"account-1"`` -> ``"account"``."""
     return conn.split("-", 1)[0]
@@ -286,6 +304,7 @@ class LatencyModel:
             elif "/" in name:
                 model.by_route.append((RoutePattern.parse(name, key), parse_distribution(value, key)))
             elif _TYPE_RE.match(name):
+                _check_message_type(name, key)
                 model.by_type[name] = parse_distribution(value, key)
             else:
                 raise SpecError(

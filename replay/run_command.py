@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 POLICY_HELP = "naive | age-guard:S | ignore | reconcile"
 
@@ -59,7 +63,25 @@ def _summary_value(result, check_name: str, keys) -> str:
     return _fmt(check.figures.get(keys, "-"))
 
 
-def _hand_to_hummingbot_env(connector: str | None, scenarios: list, console: Console) -> None:
+def make_console(stderr: bool = False) -> Console:
+    """A console for the command's output. Piped (a CI log, a file) it is full width with no wrapping,
+    so table cells are never cut and a reproduce line stays one line that can be pasted."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=UNWRAPPED_WIDTH, soft_wrap=True)
+
+
+UNWRAPPED_WIDTH = 10_000
+
+
+def fail(console: Console, message: str, code: int = 2) -> NoReturn:
+    """``error: MESSAGE`` (user text printed literally: a ``[bot.options]`` stays as written), then exit."""
+    console.print(Text("error: ", style="red") + Text(message))
+    sys.exit(code)
+
+
+def _hand_to_hummingbot_env(specs: list[str], console: Console) -> None:
     """A Hummingbot connector in an environment without Hummingbot: re-run this very command in the
     Hummingbot environment (tools/hummingbot-env) when there is one; else a clear error, exit 2."""
     from .hummingbot.bot import (
@@ -70,7 +92,6 @@ def _hand_to_hummingbot_env(connector: str | None, scenarios: list, console: Con
         require_hummingbot,
     )
 
-    specs = [connector] if connector else [s.bot.connector for s in scenarios]
     if not any(is_hummingbot_spec(spec) for spec in specs) or hummingbot_importable():
         return
     python = hummingbot_python()
@@ -83,91 +104,181 @@ def _hand_to_hummingbot_env(connector: str | None, scenarios: list, console: Con
     try:
         require_hummingbot()
     except HummingbotError as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
+        fail(console, str(exc))
+
+
+def check_connector(spec: str) -> bool:
+    """Refuse a connector that cannot run (ValueError naming why); True when it takes our
+    OPEN_ORDERS_UPDATE policies (the reference connector, a Hummingbot one with ``open_orders_policy``)."""
+    import inspect
+
+    from .hummingbot.bot import HummingbotError, hummingbot_importable, is_hummingbot_spec, load_class
+    from .importing import NotFound, import_attribute
+    from .scenario import CONNECTOR_SPEC
+
+    if spec == "reference":
+        return True
+    if not CONNECTOR_SPEC.match(spec) or (spec.startswith("hummingbot:") and spec.count(":") != 2):
+        raise ValueError(f"--connector {spec!r}: expected 'reference', 'package.module:attr', 'hummingbot' or "
+                         "'hummingbot:package.module:ClassName'")
+    if is_hummingbot_spec(spec):
+        if not hummingbot_importable():
+            return True  # judged in the Hummingbot environment the run is handed to
+        try:
+            return "open_orders_policy" in inspect.signature(load_class(spec)).parameters
+        except HummingbotError as exc:
+            raise ValueError(str(exc)) from None
+    module_name, _, attr = spec.partition(":")
+    try:
+        target = import_attribute(module_name, attr)
+    except NotFound as exc:
+        raise ValueError(f"--connector {spec!r}: {exc}") from None
+    if not callable(target):
+        raise ValueError(f"--connector {spec!r}: {attr!r} is not a class or factory")
+    return False
+
+
+def check_writable(path: Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written, before anything runs."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a directory")
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: no such directory {parent}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{option} {path}: not writable")
+
+
+@dataclass
+class RunFailure:
+    """A run that could not be carried out (the others still run)."""
+
+    scenario: Any
+    connector: str
+    policy: str
+    seed: int
+    error: str
+    as_expected: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.name, "path": str(self.scenario.path), "connector": self.connector,
+                "policy": self.policy, "seed": self.seed, "as_expected": False, "error": self.error}
+
+
+def _trace_file(trace_path: Path | None, many: bool, scenario_name: str, label: str) -> Path | None:
+    if trace_path is None or not many:
+        return trace_path
+    stem = trace_path.name.split(".")[0]
+    rest = trace_path.name[len(stem):]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+    return trace_path.with_name(f"{stem}-{scenario_name}-{safe}{rest}")
 
 
 @click.command("run")
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--policy", "policies", multiple=True, metavar="P",
-              help=f"OPEN_ORDERS_UPDATE handler of the reference connector ({POLICY_HELP}). "
-                   "Repeat to run the policies side by side. Default: the scenario's bot.policy.")
+              help=f"OPEN_ORDERS_UPDATE handler of the reference connector and of our Hummingbot one ({POLICY_HELP}). "
+                   "Repeat to run the policies side by side. Default: the scenario's bot.policy. A connector "
+                   "without our policies (yours) runs once, whatever --policy says.")
+@click.option("--connector", "connectors", multiple=True, metavar="C",
+              help="Connector under test: 'reference', 'package.module:attr' (an adapter: docs/adapter.md), "
+                   "'hummingbot' (our Hummingbot VALR connector) or 'hummingbot:package.module:ClassName' (yours, "
+                   "under Hummingbot's PMM: docs/hummingbot.md). The current directory is importable. Repeat to "
+                   "run connectors side by side, e.g. the version before a fix and the version after. "
+                   "Default: the scenario's bot.connector.")
+@click.option("--expect-hold", is_flag=True,
+              help="Judge every run by the scenario's base [expect]: every check must hold, whatever the scenario "
+                   "expects of this connector or policy. The 'verify my fix' mode: exit 1 while the bug is there.")
 @click.option("--seed", type=int, default=None,
               help="Seed for every random choice (latency draws, perturbations, the background market). "
                    "Default: the scenario's scenario.seed.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write every run's checks, figures and verdict to this JSON file.")
+              help="Write every run (connector, policy, seed, checks, figures, verdict, unexpected checks, the "
+                   "reproduce command, perturbations applied) to this JSON file: {schema_version, runs}.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the run's trace (capture format) here. With several runs, "
-                   "'-<scenario>-<policy>' is added before the suffix.")
-@click.option("--connector", default=None,
-              help="Connector under test: 'reference' or 'module:attr'. Default: the scenario's bot.connector.")
+                   "'-<scenario>-<connector and policy>' is added before the suffix.")
 @click.option("--real-time", is_flag=True, help="Run on the wall clock instead of virtual time (slower).")
 @click.option("--timeline/--no-timeline", default=True, help="Print the messages around each first violation.")
-def run(scenarios, policies, seed, json_path, trace_path, connector, real_time, timeline):
-    """Run SCENARIO files against the fake VALR server with the reference connector
-    and a pure market-making loop, then check the invariants.
+def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_path, real_time, timeline):
+    """Run SCENARIO files against the fake VALR server with a connector and a pure market-making
+    loop (the reference connector and our loop, or a Hummingbot connector and Hummingbot's own
+    PMM), then check the invariants.
 
-    Each run prints its seed and the command that reproduces it. The table shows, per
-    check and policy, whether it held, with figures (peak open orders, false cancels,
-    orphans, place and cancel latency).
+    Each run prints what ran, its seed and the command that reproduces it. The table shows, per
+    check and run (connectors and policies side by side), whether it held, with figures (peak
+    open orders, false cancels, orphans, place and cancel latency).
 
-    Exit status: 0 when every check came out as the scenario expects for that policy
-    (a scenario may declare that a buggy policy is expected to violate a check), 1 when
-    one did not, 2 for bad input.
+    What a run is expected to violate comes from the scenario, by what ran: [expect.connector."C"]
+    (and [expect.connector."C".policy.P]), then [expect.policy.P] for a connector that takes our
+    policies; otherwise the base [expect], where every check must hold (also with --expect-hold).
+
+    Exit status: 0 when every run came out as expected; 1 when one did not; 2 for bad input
+    (refused before anything runs) or a run that could not be carried out (the others still run,
+    and --json is still written).
     """
     from .connector.policies import parse_policy
-    from .runner import RunError, reproduce_command, run_scenario
+    from .runner import JSON_SCHEMA_VERSION, RunError, run_scenario
     from .scenario import ScenarioError, load_scenario
 
-    console = Console(stderr=True)
-    out = Console()
+    console = make_console(stderr=True)
+    out = make_console()
     try:
         loaded = [load_scenario(p) for p in scenarios]
         for p in policies:
             parse_policy(p)
+        check_writable(json_path, "--json")
+        specs = list(dict.fromkeys(connectors)) or list(dict.fromkeys(s.bot.connector for s in loaded))
+        takes_policy = {spec: check_connector(spec) for spec in specs}
     except (ScenarioError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
-    _hand_to_hummingbot_env(connector, loaded, console)
+        fail(console, str(exc))
+    _hand_to_hummingbot_env(specs, console)
 
-    results = []
+    plan = []
     for scenario in loaded:
-        if connector:
-            scenario.bot.connector = connector
+        for spec in dict.fromkeys(connectors) or (scenario.bot.connector,):
+            run_policies = policies or (scenario.bot.policy,)
+            for policy in run_policies if takes_policy[spec] else run_policies[:1]:
+                plan.append((scenario, spec, policy))
+    results: list[Any] = []
+    for scenario, spec, policy in plan:
         run_seed = scenario.seed if seed is None else seed
-        for policy in policies or (scenario.bot.policy,):
-            path = None
-            if trace_path is not None:
-                path = trace_path
-                if len(loaded) * max(1, len(policies)) > 1:
-                    stem = trace_path.name.split(".")[0]
-                    rest = trace_path.name[len(stem):]
-                    safe = policy.replace(":", "_")
-                    path = trace_path.with_name(f"{stem}-{scenario.name}-{safe}{rest}")
-            named = "" if scenario.bot.connector == "reference" else f" connector={scenario.bot.connector}"
-            console.print(f"[bold]{scenario.name}[/bold]{named} policy={policy} seed={run_seed}")
-            with Progress(TextColumn("  {task.description}"), BarColumn(),
-                          TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
-                          TimeElapsedColumn(), console=console, transient=True) as progress:
-                task = progress.add_task(f"{scenario.name} [{policy}]", total=scenario.duration_s)
-                try:
-                    result = run_scenario(scenario, policy, run_seed, trace_path=path, virtual=not real_time,
-                                          on_progress=_progress_reporter(progress, task))
-                except RunError as exc:
-                    console.print(f"[red]run failed:[/red] {exc}")
-                    sys.exit(2)
-            results.append(result)
-            verdict = "[green]as expected[/green]" if result.as_expected else "[red]NOT as expected[/red]"
-            console.print(f"  {result.sim_seconds:.1f} s simulated in {result.wall_seconds:.2f} s wall; {verdict}"
-                          + (f" (unexpected: {', '.join(result.unexpected)})" if result.unexpected else ""))
-            console.print(f"  reproduce: {reproduce_command(scenario, policy, run_seed, connector)}")
-            if result.trace_path:
-                console.print(f"  trace: {result.trace_path}")
+        label = policy if spec == "reference" else (f"{spec} {policy}" if takes_policy[spec] else spec)
+        path = _trace_file(trace_path, len(plan) > 1, scenario.name, label)
+        console.print(Text.assemble((scenario.name, "bold"), f" connector={spec}",
+                                    f" policy={policy if takes_policy[spec] else '-'} seed={run_seed}"))
+        with Progress(TextColumn("  {task.description}"), BarColumn(),
+                      TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
+                      TimeElapsedColumn(), console=console, transient=True,
+                      disable=not console.is_terminal) as progress:
+            task = progress.add_task(escape(f"{scenario.name} [{label}]"), total=scenario.duration_s)
+            try:
+                result = run_scenario(scenario, policy, run_seed, trace_path=path, virtual=not real_time,
+                                      on_progress=_progress_reporter(progress, task), connector=spec,
+                                      expect_hold=expect_hold)
+            except RunError as exc:
+                console.print(Text("  run failed: ", style="red") + Text(str(exc)))
+                results.append(RunFailure(scenario, spec, policy, run_seed, str(exc)))
+                continue
+        results.append(result)
+        verdict = Text("as expected", style="green") if result.as_expected else Text("NOT as expected", style="red")
+        console.print(Text(f"  {result.sim_seconds:.1f} s simulated in {result.wall_seconds:.2f} s wall; ")
+                      + verdict + Text(f" (unexpected: {', '.join(result.unexpected)})" if result.unexpected else ""))
+        console.print(f"  reproduce: {result.reproduce}", markup=False, highlight=False, soft_wrap=True)
+        if result.trace_path:
+            console.print(f"  trace: {result.trace_path}", markup=False, highlight=False)
 
     for scenario in loaded:
-        print_table(out, [r for r in results if r.scenario is scenario], timeline)
-    finish(console, results, json_path)
+        runs = [r for r in results if r.scenario is scenario and not isinstance(r, RunFailure)]
+        if runs:
+            print_table(out, runs, timeline)
+    failures = [r for r in results if isinstance(r, RunFailure)]
+    for f in failures:
+        console.print(Text(f"{f.scenario.name} / {f.connector} / {f.policy}: run failed: ", style="red")
+                      + Text(f.error))
+    finish(console, results, json_path, schema_version=JSON_SCHEMA_VERSION, code=2 if failures else None)
 
 
 def print_table(out: Console, runs: list, timeline: bool, title: str | None = None) -> None:
@@ -177,7 +288,7 @@ def print_table(out: Console, runs: list, timeline: bool, title: str | None = No
     table = Table(title=title or f"{runs[0].scenario.name} (seed {seed})")
     table.add_column("check")
     for r in runs:
-        table.add_column(r.policy)
+        table.add_column(escape(getattr(r, "label", r.policy)))
     for i, check in enumerate(runs[0].checks):
         row = [check.name]
         for r in runs:
@@ -201,7 +312,8 @@ def print_table(out: Console, runs: list, timeline: bool, title: str | None = No
             violated.sort(key=lambda c: TIMELINE_PREFERENCE.index(c.name) if c.name in TIMELINE_PREFERENCE
                           else len(TIMELINE_PREFERENCE))
             for c in violated[:1]:
-                out.print(f"[bold]{r.policy}: first violation of {c.name}[/bold]: {c.message}")
+                out.print(Text.assemble((f"{getattr(r, 'label', r.policy)}: first violation of {c.name}", "bold"),
+                                        f": {c.message}"))
                 for line in c.timeline:
                     out.print(f"    {line}", markup=False, highlight=False)
                 if len(violated) > 1:
@@ -209,11 +321,14 @@ def print_table(out: Console, runs: list, timeline: bool, title: str | None = No
                               "--json FILE has every timeline)")
 
 
-def finish(console: Console, results: list, json_path: Path | None, json_rows: list | None = None) -> NoReturn:
-    """Write the per-run JSON (``json_rows``, default each result's ``to_json()``) and exit:
-    0 when every run came out as expected, else 1."""
+def finish(console: Console, results: list, json_path: Path | None, json_rows: list | None = None, *,
+           schema_version: int | None = None, code: int | None = None) -> NoReturn:
+    """Write the JSON (``{"schema_version", "runs"}``; ``json_rows`` default each result's
+    ``to_json()``) and exit: ``code`` when given, else 0 when every run came out as expected, else 1."""
+    if schema_version is None:
+        from .runner import JSON_SCHEMA_VERSION as schema_version
     if json_path is not None:
         rows = json_rows if json_rows is not None else [r.to_json() for r in results]
-        json_path.write_text(json.dumps(rows, indent=2, default=str))
-        console.print(f"wrote {json_path}")
-    sys.exit(0 if all(r.as_expected for r in results) else 1)
+        json_path.write_text(json.dumps({"schema_version": schema_version, "runs": rows}, indent=2, default=str))
+        console.print(f"wrote {json_path}", markup=False, highlight=False)
+    sys.exit(code if code is not None else (0 if all(r.as_expected for r in results) else 1))

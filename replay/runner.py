@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +40,10 @@ class RunError(RuntimeError):
     """The run could not be carried out (not: an invariant was violated)."""
 
 
+#: The version of the JSON that ``run --json`` and ``check --json`` write (``{"schema_version", "runs"}``).
+JSON_SCHEMA_VERSION = 2
+
+
 @dataclass
 class RunResult:
     scenario: Scenario
@@ -49,6 +55,29 @@ class RunResult:
     wall_seconds: float
     trace_path: Path | None
     records: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    #: what ran: ``reference``, ``module:attr``, ``hummingbot[:...]``, and its ``[bot.options]``
+    connector: str = "reference"
+    connector_options: dict[str, Any] = field(default_factory=dict)
+    #: whether the connector takes our OPEN_ORDERS_UPDATE policies (else ``policy`` meant nothing to it)
+    policy_applies: bool = True
+    #: judged by the base ``[expect]`` whatever the scenario expects of this connector or policy
+    expect_hold: bool = False
+    #: perturbations the schedule applied, by name
+    perturbations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """What ran, as a column heading: ``naive``, ``hummingbot reconcile``, ``mymod:fixed``."""
+        if self.connector == "reference":
+            return self.policy
+        return f"{self.connector} {self.policy}" if self.policy_applies else self.connector
+
+    @property
+    def reproduce(self) -> str:
+        """The command that runs exactly this again."""
+        return reproduce_command(self.scenario, self.policy if self.policy_applies else None, self.seed,
+                                 self.connector if self.connector != self.scenario.bot.connector else None,
+                                 expect_hold=self.expect_hold)
 
     @property
     def violated(self) -> list[str]:
@@ -70,11 +99,17 @@ class RunResult:
         return {
             "scenario": self.scenario.name,
             "path": str(self.scenario.path),
-            "policy": self.policy,
+            "connector": self.connector,
+            "connector_options": self.connector_options,
+            "policy": self.policy if self.policy_applies else None,
             "seed": self.seed,
+            "expect_hold": self.expect_hold,
             "as_expected": self.as_expected,
             "expected_violations": self.expected_violations,
             "violated": self.violated,
+            "unexpected": self.unexpected,
+            "reproduce": self.reproduce,
+            "perturbations": self.perturbations,
             "sim_seconds": self.sim_seconds,
             "wall_seconds": round(self.wall_seconds, 3),
             "trace": str(self.trace_path) if self.trace_path else None,
@@ -90,6 +125,11 @@ class RunResult:
                 for c in self.checks
             ],
         }
+
+
+def account_secrets(config: Any) -> list[str]:
+    """Every API key and secret of the exchange's accounts: a trace never holds them, even in raw text."""
+    return [value for a in config.accounts for value in (a.api_key, a.api_secret)]
 
 
 def check_spec(scenario: Scenario) -> CheckSpec:
@@ -113,10 +153,37 @@ def check_spec(scenario: Scenario) -> CheckSpec:
     )
 
 
-def reproduce_command(scenario: Scenario, policy: str, seed: int, connector: str | None = None) -> str:
-    """The command line that runs this again (``connector`` when it is not the scenario file's own)."""
-    with_connector = f" --connector {connector}" if connector else ""
-    return f"valr-replay run {scenario.path}{with_connector} --policy {policy} --seed {seed}"
+def reproduce_command(scenario: Scenario, policy: str | None, seed: int, connector: str | None = None, *,
+                      expect_hold: bool = False) -> str:
+    """The command line that runs this again, on one line: ``connector`` when it is not the scenario
+    file's own, ``policy`` when the connector takes one."""
+    parts = ["valr-replay run", shlex.quote(str(scenario.path))]
+    if connector:
+        parts += ["--connector", shlex.quote(connector)]
+    if policy:
+        parts += ["--policy", shlex.quote(policy)]
+    parts += ["--seed", str(seed)]
+    if expect_hold:
+        parts.append("--expect-hold")
+    return " ".join(parts)
+
+
+def explain_start_failure(connector: str, exc: BaseException, virtual: bool) -> str:
+    """One paragraph for a connector whose start failed: what failed and the likely cause."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    lowered = text.lower()
+    if any(k in lowered for k in ("401", "expired", "signature", "unauthori")):
+        cause = ("the exchange refused its signatures. " + (
+            "This run is on virtual time, where the exchange's clock starts at 2026-01-01T00:00:00Z: a "
+            "connector that stamps requests with time.time() is outside VALR's window. Sign with the run's "
+            "clock (the adapter's `clock` option: clock.epoch_ms()), or run with --real-time."
+            if virtual else "Check the API key and secret it was given (the scenario's bot.account)."))
+    elif any(k in lowered for k in ("connect", "refused", "resolve", "name or service")):
+        cause = ("it could not reach the fake server: check that it uses the URLs it is given "
+                 "(ServerUrls in start()) rather than VALR's own.")
+    else:
+        cause = "see the error above; `--trace FILE` and `valr-replay show FILE` show what it sent."
+    return f"connector {connector!r} failed to start ({text}). Likely cause: {cause}"
 
 
 async def run_scenario_async(
@@ -128,14 +195,20 @@ async def run_scenario_async(
     on_progress: Callable[[float, float], None] | None = None,
     on_divergence: str = "simulate",
     record_proxy: str | Path | None = None,
+    connector: str | None = None,
+    expect_hold: bool = False,
 ) -> RunResult:
     """Run one scenario under ``policy`` on the running loop and check the trace.
 
     A scenario whose ``[market]`` names a ``capture`` is served by a reactive playback of that
     capture (replay/playback.py) instead of the simulated exchange; on a divergence the
     simulated exchange takes over (``on_divergence="simulate"``) or the server closes the
-    client's connections (``"stop"``). Either way the trace has a ``DIVERGENCE`` meta record."""
+    client's connections (``"stop"``). Either way the trace has a ``DIVERGENCE`` meta record.
+
+    ``connector`` runs another connector than the scenario's ``bot.connector``; ``expect_hold``
+    judges the run by the base ``[expect]`` (every check holds), whatever the scenario expects."""
     policy = policy or scenario.bot.policy
+    spec = connector or scenario.bot.connector
     seed = scenario.seed if seed is None else seed
     wall0 = time.perf_counter()
     loop = asyncio.get_running_loop()
@@ -169,6 +242,7 @@ async def run_scenario_async(
                 "seed": seed,
                 **({"capture": str(capture_path)} if capture_path else {}),
             },
+            known_secrets=account_secrets(config),
         )
     trace = TraceRecorder(clock, writer=writer)
     start = clock.monotonic()
@@ -186,7 +260,7 @@ async def run_scenario_async(
                       on_divergence=on_divergence)
     proxy = None
     proxy_writer = None
-    connector: Any = None
+    driver: Any = None  # the connector under test (an adapter, or a Hummingbot connector with its PMM)
     policy_applies = True  # whether [expect.policy.P] judges this connector
     strategy_task: asyncio.Task | None = None
     try:
@@ -203,41 +277,51 @@ async def run_scenario_async(
             await proxy.start("127.0.0.1", 0)
             urls = ServerUrls(proxy.rest_url, proxy.ws_account_url, proxy.ws_trade_url)
         trace.record("run", "local", "meta", "RUN_START",
-                     {"scenario": scenario.name, "policy": policy, "seed": seed, "duration_s": scenario.duration_s})
+                     {"scenario": scenario.name, "connector": spec, "policy": policy, "seed": seed,
+                      "duration_s": scenario.duration_s})
         bot = scenario.bot
-        hummingbot = is_hummingbot_spec(bot.connector)
+        hummingbot = is_hummingbot_spec(spec)
         if hummingbot:
             from .hummingbot.bot import HummingbotBot
 
             spec_pair = next((p for p in config.pairs if p.symbol == pair), None)
             if spec_pair is None:
                 raise RunError(f"{scenario.path}: bot.pair: no pair {pair!r} in the exchange config")
-            connector = HummingbotBot(bot.connector, clock=clock, trace=trace, pair=pair, base=spec_pair.base,
-                                      quote=spec_pair.quote, policy=policy, options=bot.options,
-                                      url_overrides=bot.hummingbot.get("urls"))
+            driver = HummingbotBot(spec, clock=clock, trace=trace, pair=pair, base=spec_pair.base,
+                                   quote=spec_pair.quote, policy=policy, options=bot.options,
+                                   url_overrides=bot.hummingbot.get("urls"))
             # a fork's connector has its own snapshot handler: the policy verdicts do not apply to it
-            policy_applies = connector.takes_policy
+            policy_applies = driver.takes_policy
         else:
-            connector = load_connector(bot.connector, policy=policy, clock=clock, trace=trace, seed=seed,
-                                       pairs=(pair,), **bot.options)
-        await connector.start(urls, account.api_key, account.api_secret)
+            try:
+                driver = load_connector(spec, policy=policy, clock=clock, trace=trace, seed=seed, pairs=(pair,),
+                                        **bot.options)
+            except (ValueError, TypeError) as exc:
+                raise RunError(str(exc)) from None
+            policy_applies = spec == "reference"
+        try:
+            await driver.start(urls, account.api_key, account.api_secret)
+        except (HummingbotError, RunError):
+            raise
+        except Exception as exc:
+            raise RunError(explain_start_failure(spec, exc, clock.is_virtual)) from exc
         deadline = clock.monotonic() + READY_TIMEOUT_S
-        while not connector.ready:
+        while not driver.ready:
             if clock.monotonic() > deadline:
-                why = connector.not_ready_report() if hasattr(connector, "not_ready_report") else ""
-                raise RunError(f"connector {bot.connector!r} not ready after {READY_TIMEOUT_S:.0f} s"
+                why = driver.not_ready_report() if hasattr(driver, "not_ready_report") else ""
+                raise RunError(f"connector {spec!r} not ready after {READY_TIMEOUT_S:.0f} s"
                                + (f": {why}" if why else ""))
             await asyncio.sleep(0.05)
         until = clock.monotonic() + scenario.duration_s
         quoting: Any
         if hummingbot:
-            quoting = connector.run_strategy(
+            quoting = driver.run_strategy(
                 until, bid_spread=bot.bid_spread, ask_spread=bot.ask_spread, order_amount=bot.order_amount,
                 order_levels=bot.order_levels, order_refresh_time=bot.order_refresh_time_s,
                 filled_order_delay=bot.filled_order_delay_s)
         else:
             quoting = PureMarketMaking(
-                connector,
+                driver,
                 pair,
                 bid_spread=bot.bid_spread,
                 ask_spread=bot.ask_spread,
@@ -255,7 +339,7 @@ async def run_scenario_async(
         await strategy_task
         trace.record("run", "local", "meta", "SHUTDOWN_BEGIN", {})
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(connector.cancel_all(SHUTDOWN_TIMEOUT_S), SHUTDOWN_TIMEOUT_S + 1)
+            await asyncio.wait_for(driver.cancel_all(SHUTDOWN_TIMEOUT_S), SHUTDOWN_TIMEOUT_S + 1)
         await asyncio.sleep(SETTLE_S)
         trace.record("run", "local", "meta", "SHUTDOWN_DONE", {})
         sim_seconds = clock.monotonic() - start
@@ -266,9 +350,9 @@ async def run_scenario_async(
             strategy_task.cancel()
             with contextlib.suppress(BaseException):
                 await strategy_task
-        if connector is not None:
+        if driver is not None:
             with contextlib.suppress(Exception):
-                await connector.stop()
+                await driver.stop()
         if proxy is not None:
             with contextlib.suppress(Exception):
                 await proxy.stop()
@@ -287,11 +371,17 @@ async def run_scenario_async(
         policy=policy,
         seed=seed,
         checks=checks,
-        expected_violations=list(scenario.expected_violations.get(policy, [])) if policy_applies else [],
+        expected_violations=scenario.expected_for(spec, policy, takes_policy=policy_applies, expect_hold=expect_hold),
         sim_seconds=sim_seconds,
         wall_seconds=time.perf_counter() - wall0,
         trace_path=Path(trace_path) if trace_path else None,
         records=trace.records,
+        connector=spec,
+        connector_options=dict(scenario.bot.options),
+        policy_applies=policy_applies,
+        expect_hold=expect_hold,
+        perturbations=dict(sorted(Counter(
+            r["data"]["name"] for r in trace.records if r["kind"] == "meta" and r["type"] == "PERTURBATION").items())),
     )
 
 

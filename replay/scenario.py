@@ -7,6 +7,7 @@ and what is wrong.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import tomllib
@@ -20,7 +21,8 @@ from .latency import parse_duration as _parse_duration
 from .schedule import DeliverySchedule
 
 __all__ = [
-    "BotSpec", "Scenario", "ScenarioError", "PolicyVerdicts", "load_scenario", "loads_scenario", "parse_duration",
+    "BotSpec", "ConnectorVerdicts", "Scenario", "ScenarioError", "PolicyVerdicts", "load_scenario", "loads_scenario",
+    "parse_duration",
 ]
 
 
@@ -44,7 +46,7 @@ def parse_duration(value: Any, key: str | None = None) -> float:
 
 
 POLICY_KINDS = ("naive", "age-guard", "ignore", "reconcile")
-_CONNECTOR_RE = re.compile(r"^(hummingbot|(hummingbot:)?[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)$")
+_CONNECTOR_RE = CONNECTOR_SPEC = re.compile(r"^(hummingbot|(hummingbot:)?[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)$")
 HUMMINGBOT_KEYS = ("urls",)
 
 
@@ -97,6 +99,15 @@ class BotSpec:
 
 
 @dataclass
+class ConnectorVerdicts:
+    """``[expect.connector."C"]``: what a named connector is expected to violate (``violated``), and
+    per policy for a connector that takes our policies (``[expect.connector."C".policy.P]``)."""
+
+    violated: list[str] | None = None
+    policy: PolicyVerdicts = field(default_factory=PolicyVerdicts)
+
+
+@dataclass
 class Scenario:
     path: Path
     name: str
@@ -110,19 +121,40 @@ class Scenario:
     bot: BotSpec = field(default_factory=BotSpec)
     expect: dict[str, Any] = field(default_factory=dict)
     expected_violations: PolicyVerdicts = field(default_factory=PolicyVerdicts)
+    expected_by_connector: dict[str, ConnectorVerdicts] = field(default_factory=dict)
+
+    def expected_for(self, connector: str, policy: str | None, *, takes_policy: bool,
+                     expect_hold: bool = False) -> list[str]:
+        """The checks a run is expected to violate, by what ran. Most specific first:
+        ``[expect.connector."C".policy.P]``, ``[expect.connector."C"]``, then ``[expect.policy.P]``
+        for a connector that takes our policies (the reference connector, our Hummingbot one);
+        else none: the base ``[expect]``, every check holds. ``expect_hold`` always asks for that."""
+        if expect_hold:
+            return []
+        entry = self.expected_by_connector.get(connector)
+        if entry is not None:
+            if takes_policy and policy is not None and entry.policy.get(policy) is not None:
+                return list(entry.policy.get(policy))
+            if entry.violated is not None:
+                return list(entry.violated)
+        if takes_policy and policy is not None:
+            return list(self.expected_violations.get(policy, []))
+        return []
 
     def schedule(self, seed: int | None = None, start: float | None = None) -> DeliverySchedule:
         """A fresh delivery schedule for one run (the scenario's seed unless ``seed`` is given)."""
         return DeliverySchedule.from_spec(self.latency, self.perturb, self.seed if seed is None else seed, start)
 
     def resolve(self, relative: str | Path) -> Path:
-        """A path named in the file: absolute as is; else next to the scenario file if it exists
-        there, otherwise relative to the current directory (e.g. ``captures/x.jsonl``)."""
-        p = Path(relative)
-        if p.is_absolute():
-            return p
-        beside = self.path.parent / p
-        return beside if beside.exists() else p
+        """A path named in the file: absolute as is, else relative to the scenario file's
+        directory, always (``../captures/x.jsonl``), whatever the current directory."""
+        return resolve_beside(self.path, relative)
+
+
+def resolve_beside(scenario_path: Path, relative: str | Path) -> Path:
+    """``relative`` as a scenario file at ``scenario_path`` means it (:meth:`Scenario.resolve`)."""
+    p = Path(relative)
+    return p if p.is_absolute() else scenario_path.parent / p
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -246,6 +278,7 @@ def _build(doc: dict[str, Any], path: Path) -> Scenario:
         _check_exchange(exchange, path)
 
     bot = _build_bot(_table(doc, "bot"))
+    _check_pair(bot.pair, exchange)
 
     market = dict(_table(doc, "market"))
     _unknown(market, MARKET_KEYS, "market")
@@ -258,7 +291,11 @@ def _build(doc: dict[str, Any], path: Path) -> Scenario:
     elif "capture" not in market:
         market["pairs"] = [bot.pair]
     if "capture" in market:
-        _str(market["capture"], "market.capture")
+        capture = resolve_beside(path, _str(market["capture"], "market.capture"))
+        if not capture.is_file():
+            problem = "is not a file" if capture.exists() else "no such file"
+            raise SpecError("market.capture", f"{capture}: {problem} (a relative path is relative to the "
+                            "scenario file's directory)")
 
     latency = _table(doc, "latency")
     perturb = doc.get("perturb", [])
@@ -267,7 +304,7 @@ def _build(doc: dict[str, Any], path: Path) -> Scenario:
     # Validate [latency] and [[perturb]] now, so a bad file fails at load, naming the key.
     DeliverySchedule.from_spec(latency, perturb, seed)
 
-    expect, verdicts = _build_expect(_table(doc, "expect"))
+    expect, verdicts, by_connector = _build_expect(_table(doc, "expect"))
 
     return Scenario(
         path=path,
@@ -282,6 +319,7 @@ def _build(doc: dict[str, Any], path: Path) -> Scenario:
         bot=bot,
         expect=expect,
         expected_violations=verdicts,
+        expected_by_connector=by_connector,
     )
 
 
@@ -305,6 +343,21 @@ def _check_exchange(exchange: dict[str, Any], path: Path) -> None:
                 raise SpecError(f"exchange.{inner}", problem) from None
             message = message[len(prefix):]
         raise SpecError("exchange", message) from None
+
+
+def _check_pair(pair: str, exchange: dict[str, Any] | None) -> None:
+    """The bot's pair must be one the exchange lists (``[exchange]``, else the built-in default)."""
+    from .config import config_from_dict, default_config
+
+    try:
+        config = config_from_dict(exchange, "<scenario>") if exchange is not None else default_config()
+    except Exception:  # [exchange] itself is judged (and named) by _check_exchange
+        return
+    symbols = [p.symbol for p in config.pairs]
+    if pair not in symbols:
+        close = difflib.get_close_matches(pair, symbols, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SpecError("bot.pair", f"unknown pair {pair!r}{hint}: the exchange has {', '.join(symbols)}")
 
 
 def _build_bot(table: dict[str, Any]) -> BotSpec:
@@ -354,38 +407,74 @@ def _build_bot(table: dict[str, Any]) -> BotSpec:
     return bot
 
 
-def _build_expect(table: dict[str, Any]) -> tuple[dict[str, Any], PolicyVerdicts]:
+def _violated_list(entry: dict[str, Any], key: str, check_names: tuple[str, ...] | None) -> list[str]:
+    violated = entry.get("violated", [])
+    if not isinstance(violated, list):
+        raise SpecError(f"{key}.violated", f"expected a list of check names, got {violated!r}")
+    names = [_str(v, f"{key}.violated[{j}]") for j, v in enumerate(violated)]
+    for j, check in enumerate(names):
+        if check_names is not None and check not in check_names:
+            raise SpecError(f"{key}.violated[{j}]",
+                            f"unknown check {check!r}: expected one of {', '.join(check_names)}")
+    return names
+
+
+def _policy_verdicts(value: Any, key: str, check_names: tuple[str, ...] | None) -> PolicyVerdicts:
+    """``[expect.policy.P] violated = [...]`` tables (also under ``[expect.connector."C"]``)."""
+    if not isinstance(value, dict):
+        raise SpecError(key, f"expected tables like [{key}.naive]")
+    verdicts = PolicyVerdicts()
+    for policy, entry in value.items():
+        pkey = f"{key}.{policy}"
+        if policy != "age-guard":
+            parse_policy_name(policy, pkey)
+        if not isinstance(entry, dict):
+            raise SpecError(pkey, f"expected a table with violated = [...], got {type(entry).__name__}")
+        _unknown(entry, ("violated",), pkey)
+        verdicts[policy] = _violated_list(entry, pkey, check_names)
+    return verdicts
+
+
+def _connector_verdicts(value: Any, key: str, check_names: tuple[str, ...] | None) -> dict[str, ConnectorVerdicts]:
+    """``[expect.connector."C"]``: ``violated = [...]`` for that connector, and/or ``[... .policy.P]``."""
+    if not isinstance(value, dict):
+        raise SpecError(key, f'expected tables like [{key}."mymod:buggy"]')
+    out: dict[str, ConnectorVerdicts] = {}
+    for connector, entry in value.items():
+        ckey = f"{key}.{connector}"
+        if connector != "reference" and not _CONNECTOR_RE.match(connector):
+            raise SpecError(ckey, "expected a connector as --connector names it: 'reference', 'module:attr', "
+                            "'hummingbot' or 'hummingbot:package.module:ClassName'")
+        if not isinstance(entry, dict):
+            raise SpecError(ckey, f"expected a table with violated = [...], got {type(entry).__name__}")
+        _unknown(entry, ("violated", "policy"), ckey)
+        out[connector] = ConnectorVerdicts(
+            violated=_violated_list(entry, ckey, check_names) if "violated" in entry else None,
+            policy=_policy_verdicts(entry["policy"], f"{ckey}.policy", check_names) if "policy" in entry
+            else PolicyVerdicts(),
+        )
+    return out
+
+
+def _build_expect(table: dict[str, Any]) -> tuple[dict[str, Any], PolicyVerdicts, dict[str, ConnectorVerdicts]]:
     thresholds, check_names = _known_thresholds()
     expect: dict[str, Any] = {}
     verdicts = PolicyVerdicts()
+    by_connector: dict[str, ConnectorVerdicts] = {}
     for name, value in table.items():
         key = f"expect.{name}"
         if name == "policy":
-            if not isinstance(value, dict):
-                raise SpecError(key, "expected tables like [expect.policy.naive]")
-            for policy, entry in value.items():
-                pkey = f"{key}.{policy}"
-                if policy != "age-guard":
-                    parse_policy_name(policy, pkey)
-                if not isinstance(entry, dict):
-                    raise SpecError(pkey, f"expected a table with violated = [...], got {type(entry).__name__}")
-                _unknown(entry, ("violated",), pkey)
-                violated = entry.get("violated", [])
-                if not isinstance(violated, list):
-                    raise SpecError(f"{pkey}.violated", f"expected a list of check names, got {violated!r}")
-                names = [_str(v, f"{pkey}.violated[{j}]") for j, v in enumerate(violated)]
-                for j, check in enumerate(names):
-                    if check_names is not None and check not in check_names:
-                        raise SpecError(f"{pkey}.violated[{j}]",
-                                        f"unknown check {check!r}: expected one of {', '.join(check_names)}")
-                verdicts[policy] = names
+            verdicts = _policy_verdicts(value, key, check_names)
+            continue
+        if name == "connector":
+            by_connector = _connector_verdicts(value, key, check_names)
             continue
         if name in EXPECT_KEYS:
             kind, stored = EXPECT_KEYS[name]
         elif name in thresholds:
             kind, stored = "threshold", name
         else:
-            allowed = sorted({*EXPECT_KEYS, *thresholds, "policy"})
+            allowed = sorted({*EXPECT_KEYS, *thresholds, "policy", "connector"})
             raise SpecError(key, f"unknown key: expected one of {', '.join(allowed)}")
         if kind == "count":
             expect[stored] = _int(value, key)
@@ -397,4 +486,4 @@ def _build_expect(table: dict[str, Any]) -> tuple[dict[str, Any], PolicyVerdicts
             ):
                 raise SpecError(key, f"expected true, false or a number >= 0, got {value!r}")
             expect[stored] = value
-    return expect, verdicts
+    return expect, verdicts, by_connector

@@ -488,14 +488,21 @@ def _styled(line: str, labels: OrderLabels):
               help="Only records of this kind: ws, rest, event, client, strategy, meta (repeatable).")
 @click.option("--order", "order", metavar="ID",
               help="Only records that mention this order (order id, customer id, short id or label like o3).")
-@click.option("--around", "around", metavar="TIME", help="Centre on a time: ms offset (1234.5) or ISO wall time.")
+@click.option("--around", "around", metavar="TIME",
+              help="Centre on a time: an offset from the start in ms (1234.5, +1234.5ms) or s (1.2s), "
+                   "or an ISO wall time (2026-11-24T16:07:29.010Z).")
 @click.option("--window", "window", type=float, default=2.0, show_default=True, metavar="S",
               help="Seconds either side of --around.")
 @click.option("--limit", "limit", type=int, default=None, metavar="N", help="Print at most N records.")
 @click.option("--color/--no-color", "color", default=None, help="Colour order labels (default: when a terminal).")
 def show(capture: str, types: tuple[str, ...], kinds: tuple[str, ...], order: str | None, around: str | None,
          window: float, limit: int | None, color: bool | None) -> None:
-    """Print CAPTURE (a capture or run trace, .jsonl or .jsonl.gz) as a timeline."""
+    """Print CAPTURE (a capture or run trace, .jsonl or .jsonl.gz) as a timeline.
+
+    Exit status: 0 when at least one record was selected; 1 when none was (the filters matched
+    nothing, or the capture has no records), which stderr says, naming the filters; 2 for bad
+    input (a missing or unreadable capture, a bad --around or --window).
+    """
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -540,10 +547,12 @@ def show(capture: str, types: tuple[str, ...], kinds: tuple[str, ...], order: st
     out = Console(highlight=False, soft_wrap=True, force_terminal=color if color else None,
                   no_color=(color is False))
     shown = 0
+    selected = 0
     problems: list[CaptureProblem] = []
     reader.on_problem = problems.append
     stream = select(reader, labels, types=types, kinds=kinds, order=order, around_ns=around_ns, window_s=window)
     for rec in stream:
+        selected += 1
         if limit is not None and shown >= limit:
             break
         out.print(_styled(format_record(rec, labels), labels))
@@ -551,8 +560,20 @@ def show(capture: str, types: tuple[str, ...], kinds: tuple[str, ...], order: st
     if limit is not None and shown >= limit:
         # keep reading to report problems in the rest of the file
         for _ in stream:
-            pass
+            selected += 1
     for pr in problems:
         err.print(f"problem: {pr}", markup=False)
     if problems:
         err.print(f"{len(problems)} problem(s) in {capture}; listing continued past them", markup=False)
+    if not selected:
+        filters = [f"--type {t}" for t in types] + [f"--kind {k}" for k in kinds]
+        if order is not None:
+            filters.append(f"--order {order}")
+        if around is not None:
+            filters.append(f"--around {around} --window {window:g}")
+        if filters:
+            known = f"; its orders are o1..o{len(labels)}" if order is not None and len(labels) else ""
+            err.print(f"no record in {capture} matches {' '.join(filters)}{known}", markup=False)
+        else:
+            err.print(f"no records in {capture}", markup=False)
+        sys.exit(1)

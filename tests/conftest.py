@@ -214,7 +214,7 @@ async def replay_command(*args: str, env: dict[str, str] | None = None) -> Async
             await proc.wait()
 
 
-async def first_line(proc: asyncio.subprocess.Process, timeout: float = 20.0) -> dict:
+async def first_line(proc: asyncio.subprocess.Process, timeout: float = 45.0) -> dict:
     """The command's first stdout line, parsed as JSON (stderr in the failure message if none)."""
     line = await asyncio.wait_for(proc.stdout.readline(), timeout)
     if not line:

@@ -87,7 +87,7 @@ async def _check(*args: str) -> tuple[int, str, str]:
 
 
 def _held(json_path: Path) -> dict[str, bool | None]:
-    [row] = json.loads(json_path.read_text())
+    [row] = json.loads(json_path.read_text())["runs"]
     return {c["name"]: c["held"] for c in row["checks"]}
 
 
@@ -118,7 +118,7 @@ async def test_served_race_judged_by_check(tmp_path):
                  "final_state_exit"):
         assert held[name] is True, (name, out)
     assert "client-side checks judged" in err and "as expected" in out and "reconcile" in out
-    [row] = json.loads(j["rec"].read_text())
+    [row] = json.loads(j["rec"].read_text())["runs"]
     assert row["policy"] == "reconcile" and row["account"] == "demo" and row["seed"] == 7
     assert row["traces"] == [str(rec_server), str(rec_client)] and row["as_expected"] is True
     assert next(c for c in row["checks"] if c["name"] == "false_cancels")["figures"]["false_cancels"] == 0
@@ -138,7 +138,7 @@ async def test_served_race_judged_by_check(tmp_path):
     assert held["false_cancels"] is False and held["orphans"] is False
     assert held["nothing_open_after_shutdown"] is False
     assert "first violation of false_cancels" in out and "NOT as expected" in out
-    [row] = json.loads(j["naive"].read_text())
+    [row] = json.loads(j["naive"].read_text())["runs"]
     false_cancels = next(c for c in row["checks"] if c["name"] == "false_cancels")
     assert false_cancels["figures"]["false_cancels"] >= 1
     assert "OPEN_ORDERS_UPDATE" in "\n".join(false_cancels["timeline"])  # the snapshot that did it
@@ -161,7 +161,7 @@ def test_check_of_a_run_trace_agrees_with_run(tmp_path):
     cli = CliRunner().invoke(main, ["check", str(trace), "--scenario", str(RACE), "--json", str(out)])
     # the trace header names the policy (naive): its expected violations apply, as in run
     assert cli.exit_code == (0 if result.as_expected else 1), cli.output
-    [row] = json.loads(out.read_text())
+    [row] = json.loads(out.read_text())["runs"]
     assert row["policy"] == "naive" and row["seed"] == result.seed
     assert {c["name"]: c["held"] for c in row["checks"]} == {c.name: c.held for c in result.checks}
     assert row["violated"] == result.violated and row["violated"]  # naive violates checks here

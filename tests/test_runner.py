@@ -146,12 +146,18 @@ def test_run_exit_0_when_as_expected_with_json_and_trace(tmp_path):
                                     "--trace", str(trace), "--no-timeline"])
     assert res.exit_code == 0, res.output
 
-    runs = json.loads(out_json.read_text())
+    doc = json.loads(out_json.read_text())
+    assert doc["schema_version"] == 2
+    runs = doc["runs"]
     assert isinstance(runs, list) and len(runs) == 1
     run = runs[0]
-    assert {"scenario", "path", "policy", "seed", "as_expected", "expected_violations", "violated",
-            "sim_seconds", "wall_seconds", "trace", "checks"} <= set(run)
+    assert {"scenario", "path", "connector", "connector_options", "policy", "seed", "expect_hold", "as_expected",
+            "expected_violations", "violated", "unexpected", "reproduce", "perturbations", "sim_seconds",
+            "wall_seconds", "trace", "checks"} <= set(run)
     assert (run["scenario"], run["policy"], run["seed"], run["as_expected"]) == ("short", "reconcile", 4, True)
+    assert run["connector"] == "reference" and run["unexpected"] == []
+    assert run["reproduce"] == f"valr-replay run {path} --policy reconcile --seed 4"
+    assert run["perturbations"] and all(isinstance(n, int) and n > 0 for n in run["perturbations"].values())
     assert run["violated"] == [] and run["expected_violations"] == []
     assert run["trace"] == str(trace)
     names = [c["name"] for c in run["checks"]]
@@ -178,8 +184,9 @@ def test_run_exit_1_when_a_verdict_is_not_as_expected(tmp_path):
     out_json = tmp_path / "out.json"
     res = CliRunner().invoke(main, ["run", str(path), "--json", str(out_json), "--no-timeline"])
     assert res.exit_code == 1, res.output
-    run = json.loads(out_json.read_text())[0]
+    run = json.loads(out_json.read_text())["runs"][0]
     assert run["as_expected"] is False
+    assert run["unexpected"] == ["max_open_orders"]
     assert run["expected_violations"] == ["max_open_orders"] and "max_open_orders" not in run["violated"]
 
 

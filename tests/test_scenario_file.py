@@ -143,7 +143,8 @@ def test_capture_market_and_resolve(tmp_path):
     sc = load_scenario(write(tmp_path, '[market]\ncapture = "x.jsonl"\n'))
     assert sc.market == {"capture": "x.jsonl"}
     assert sc.resolve(sc.market["capture"]) == tmp_path / "x.jsonl"
-    assert sc.resolve("captures/none.jsonl") == Path("captures/none.jsonl")
+    # relative to the scenario file, always (never the current directory)
+    assert sc.resolve("captures/none.jsonl") == tmp_path / "captures" / "none.jsonl"
 
 
 def test_parse_duration_is_exported():

@@ -265,3 +265,36 @@ def test_in_memory_records_with_dataclasses() -> None:
     assert "o1 id=…f9d12e cid=HB-1" in lines[0] and "0.01@950000" in lines[0]
     assert "n=1 [o1 id=…f9d12e]" in lines[1]
     assert record_mentions(recs[1], "HB-1")
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--order", "nonexistent"], "--order nonexistent"),
+    (["--type", "NO_SUCH_TYPE"], "--type NO_SUCH_TYPE"),
+    (["--kind", "nokind"], "--kind nokind"),
+    (["--around", "99999", "--window", "0.5"], "--around 99999 --window 0.5"),
+    (["--type", "OPEN_ORDERS_UPDATE", "--order", "HB-1", "--around", "1s", "--window", "0"],
+     "--type OPEN_ORDERS_UPDATE --order HB-1 --around 1s --window 0"),
+])
+def test_show_says_when_nothing_matched_and_exits_1(tmp_path: Path, args: list[str], named: str) -> None:
+    path = write(tmp_path / "t.jsonl", trace())
+    res = run(str(path), *args)
+    assert res.exit_code == 1, res.output
+    assert res.stdout == ""
+    assert f"no record in {path} matches {named}" in res.stderr
+
+
+def test_show_of_an_empty_capture_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path / "empty.jsonl", [])
+    res = run(str(path))
+    assert res.exit_code == 1 and res.stdout == "" and f"no records in {path}" in res.stderr
+    # --limit does not hide that records matched
+    res = run(str(write(tmp_path / "t.jsonl", trace())), "--type", "OPEN_ORDERS_UPDATE", "--limit", "0")
+    assert res.exit_code == 0 and res.stderr == ""
+
+
+def test_show_help_states_the_exit_status_and_readme_agrees_on_around() -> None:
+    res = CliRunner().invoke(main, ["show", "--help"])
+    assert "Exit status: 0 when at least one record was selected; 1 when none was" in " ".join(res.output.split())
+    assert "--around TIME" in res.output
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "`valr-replay show CAPTURE [--order ID] [--type T] [--around TIME]`" in readme

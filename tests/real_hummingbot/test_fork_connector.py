@@ -46,7 +46,7 @@ def test_a_fork_connector_from_the_current_directory_with_one_command(tmp_path: 
          "--trace", str(tmp_path / "trace.jsonl")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=100)
     assert done.returncode == 1, done.stdout + done.stderr  # the bug is there: NOT as expected
-    [run] = json.loads(out.read_text())
+    [run] = json.loads(out.read_text())["runs"]
     assert run["expected_violations"] == []  # no policy verdicts for a connector without our policy setting
     assert "false_cancels" in run["violated"] and "orphans" in run["violated"]
     records = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()[1:]]
@@ -75,5 +75,5 @@ def test_the_main_environment_hands_a_hummingbot_run_to_the_hummingbot_environme
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=100)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "running in the Hummingbot environment" in done.stderr
-    [run] = json.loads((tmp_path / "run.json").read_text())
+    [run] = json.loads((tmp_path / "run.json").read_text())["runs"]
     assert run["violated"] == []

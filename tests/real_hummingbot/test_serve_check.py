@@ -84,8 +84,8 @@ async def test_a_served_race_with_hummingbot_judged_by_check(tmp_path: Path) -> 
         _check(str(rec_server), str(rec_client), "--scenario", str(RACE), "--policy", "reconcile",
                "--json", str(rec_json)))
 
-    [naive] = json.loads(naive_json.read_text())
-    [rec] = json.loads(rec_json.read_text())
+    [naive] = json.loads(naive_json.read_text())["runs"]
+    [rec] = json.loads(rec_json.read_text())["runs"]
     held = {name: {c["name"]: c["held"] for c in r["checks"]} for name, r in (("naive", naive), ("reconcile", rec))}
     # naive: every creation cycle the snapshot built when the bid reached the book lacks the ask
     assert held["naive"]["false_cancels"] is False and held["naive"]["orphans"] is False, naive_out
