@@ -210,12 +210,11 @@ _TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
 def _check_message_type(name: str, key: str) -> None:
-    """A ``[latency]`` key in capitals must be a VALR message type (as ``replay.codec`` spells
-    them: replay/message_types.py), so a typo is refused instead of never matching."""
-    from .message_types import known_message_types
+    """A ``[latency]`` key in capitals must be a VALR message type (``replay.codec.MESSAGE_TYPES``),
+    so a typo is refused instead of never matching."""
+    from .codec import MESSAGE_TYPES as known
 
-    known = known_message_types()
-    if known is None or name in known:
+    if name in known:
         return
     import difflib
 

@@ -19,14 +19,14 @@ from . import valr_web_utils as web_utils
 from .valr_order_book import ValrOrderBook
 
 if TYPE_CHECKING:
-    from .valr_exchange import ValrExchange
+    from hummingbot.connector.exchange_py_base import ExchangePyBase
 
 
 class ValrAPIOrderBookDataSource(OrderBookTrackerDataSource):
 
     def __init__(self,
                  trading_pairs: List[str],
-                 connector: "ValrExchange",
+                 connector: "ExchangePyBase",  # ValrExchange (not imported: it imports this module)
                  api_factory: WebAssistantsFactory,
                  domain: str = CONSTANTS.DEFAULT_DOMAIN):
         super().__init__(trading_pairs)

@@ -24,7 +24,7 @@ from . import valr_web_utils as web_utils
 from .valr_auth import ValrAuth
 
 if TYPE_CHECKING:
-    from .valr_exchange import ValrExchange
+    from hummingbot.connector.exchange_py_base import ExchangePyBase
 
 
 def client_msg_id_of(message: Dict[str, Any]) -> Optional[str]:
@@ -40,7 +40,7 @@ class ValrAPIUserStreamDataSource(UserStreamTrackerDataSource):
     def __init__(self,
                  auth: ValrAuth,
                  trading_pairs: List[str],
-                 connector: "ValrExchange",
+                 connector: "ExchangePyBase",  # ValrExchange (not imported: it imports this module)
                  api_factory: WebAssistantsFactory,
                  domain: str = CONSTANTS.DEFAULT_DOMAIN):
         super().__init__()
