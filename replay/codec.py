@@ -19,6 +19,7 @@ import zlib
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, Sequence
 
+from replay.decimals import amount_problem
 from replay.decimals import exact as _exact
 
 from .clock import iso_ms
@@ -51,6 +52,21 @@ from .exchange.model import (
     TimeInForce,
     Trade,
 )
+
+#: Every WebSocket message type the fake sends or accepts, as VALR spells it: the one list of them
+#: (a ``[latency]`` key in capitals must name one). tests/test_valr_fidelity.py keeps it true: every
+#: message the codec builds has its type here, and every type here has a fixture or is a command.
+MESSAGE_TYPES = frozenset({
+    "AGGREGATED_ORDERBOOK_UPDATE", "AUTHENTICATED", "BALANCE_UPDATE", "BATCH_ORDERS", "BATCH_ORDERS_WS_RESPONSE",
+    "CANCEL_LIMIT_ORDER", "CANCEL_ON_DISCONNECT_UPDATE", "CANCEL_ORDER_WS_RESPONSE", "ERROR",
+    "FAILED_CANCEL_ORDER", "FAILED_ORDER", "FULL_ORDERBOOK_SNAPSHOT", "FULL_ORDERBOOK_UPDATE",
+    "INVALID_BATCH_ORDERS_REQUEST", "INVALID_CANCEL_ORDER_REQUEST", "INVALID_MODIFY_WS_REQUEST",
+    "INVALID_PLACE_LIMIT_REQUEST", "INVALID_PLACE_MARKET_REQUEST", "MARKET_SUMMARY_UPDATE", "MARK_PRICE_UPDATE",
+    "MODIFY_ORDER", "MODIFY_ORDER_OUTCOME", "MODIFY_ORDER_WS_RESPONSE", "NEW_ACCOUNT_HISTORY_RECORD",
+    "NEW_ACCOUNT_TRADE", "NEW_TRADE", "NEW_TRADE_BUCKET", "OB_L1_DIFF", "OB_L1_SNAPSHOT", "OPEN_ORDERS_UPDATE",
+    "ORDER_PROCESSED", "ORDER_STATUS_UPDATE", "PLACE_LIMIT_ORDER", "PLACE_LIMIT_WS_RESPONSE", "PLACE_MARKET_ORDER",
+    "PLACE_MARKET_WS_RESPONSE", "PONG", "RATE_LIMIT_EXCEEDED", "SUBSCRIBED", "UNSUBSCRIBED",
+})
 
 #: ``valuation(currency) -> (referenceCurrency, price in it or None)``: what BALANCE_UPDATE and the
 #: balances list need for ``totalInReference`` (the server derives it from its own market).
@@ -334,6 +350,9 @@ def _decimal(p: Mapping[str, Any], field: str, *, required: bool) -> Decimal | N
         raise _bad(field, f"must not be negative, got {raw!r}")
     if value == 0:
         raise _bad(field, f"must be greater than zero, got {raw!r}")
+    problem = amount_problem(value)  # beyond what the engine computes exactly (1e60, 1e-999999999)
+    if problem is not None:
+        raise _bad(field, problem)
     return value
 
 
@@ -452,6 +471,17 @@ def parse_market(payload: Any) -> MarketRequest:
     return MarketRequest(pair=pair, side=side, base_amount=base, quote_amount=quote, customer_order_id=cid)
 
 
+def _order_reference(p: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(orderId, customerOrderId) of a request that names one order: exactly one of the two."""
+    has_oid = _present(p, "orderId")
+    has_cid = _present(p, "customerOrderId")
+    if has_oid and has_cid:
+        raise _bad("customerOrderId", "give exactly one of orderId and customerOrderId, not both")
+    if not has_oid and not has_cid:
+        raise _bad("orderId", "one of orderId and customerOrderId is required")
+    return _string(p, "orderId", required=False), _customer_order_id(p)
+
+
 def parse_cancel(payload: Any) -> CancelRequest:
     """A DELETE /v1/orders/order body or CANCEL_LIMIT_ORDER ``payload`` -> CancelRequest.
 
@@ -459,14 +489,7 @@ def parse_cancel(payload: Any) -> CancelRequest:
     """
     p = _require_object(payload, "cancel request")
     pair = _pair(p)
-    has_oid = _present(p, "orderId")
-    has_cid = _present(p, "customerOrderId")
-    if has_oid and has_cid:
-        raise _bad("customerOrderId", "give exactly one of orderId and customerOrderId, not both")
-    if not has_oid and not has_cid:
-        raise _bad("orderId", "one of orderId and customerOrderId is required")
-    order_id = _string(p, "orderId", required=False)
-    cid = _customer_order_id(p)
+    order_id, cid = _order_reference(p)
     return CancelRequest(pair=pair, order_id=order_id, customer_order_id=cid)
 
 
@@ -504,14 +527,7 @@ def parse_modify(payload: Any) -> ModifyRequest:
     newTotalQuantity."""
     p = _require_object(payload, "modify request")
     pair = _pair(p)
-    has_oid = _present(p, "orderId")
-    has_cid = _present(p, "customerOrderId")
-    if has_oid and has_cid:
-        raise _bad("customerOrderId", "give exactly one of orderId and customerOrderId, not both")
-    if not has_oid and not has_cid:
-        raise _bad("orderId", "one of orderId and customerOrderId is required")
-    order_id = _string(p, "orderId", required=False)
-    cid = _customer_order_id(p)
+    order_id, cid = _order_reference(p)
     if _present(p, "newRemainingQuantity") and _present(p, "newTotalQuantity"):
         raise _bad("newTotalQuantity", "give newRemainingQuantity or newTotalQuantity, not both")
     new_price = _decimal(p, "newPrice", required=False)

@@ -16,6 +16,8 @@ TOML layout::
     rate_limit_per_minute_ip = 1200
     reference_currency = "ZAR"      # BALANCE_UPDATE's referenceCurrency; default: the first pair's quote
     mark_price_interval_s = 5.0     # MARK_PRICE_UPDATE cadence
+    strict_signatures = false       # true: refuse a GET signed without its query string
+    ws_send_queue_bytes = 4194304   # JSON a WebSocket may have waiting; past it: closed 1008
     [server.route_limits_per_second]
     "POST /v1/orders" = 400
     [server.ws_rate_limits_per_second]  # per account WebSocket connection; past one: RATE_LIMIT_EXCEEDED
@@ -141,6 +143,12 @@ class ServerParams:
     ws_rate_limits_per_second: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WS_RATE_LIMITS))
     reference_currency: str | None = None
     mark_price_interval_s: float = 5.0
+    # A GET signed over its path without the query string (what valr-python sends) is accepted
+    # and traced (LENIENT_SIGNATURE) by default; true refuses it, as VALR's documentation reads.
+    strict_signatures: bool = False
+    # What one WebSocket connection may have waiting to be written (characters of JSON); a client
+    # that reads slower than that is disconnected (1008, a SLOW_CONSUMER trace record).
+    ws_send_queue_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass
@@ -413,6 +421,9 @@ def _server(v: _V, raw: Any, key: str) -> ServerParams:
         reference_currency=None if ref is None else v.string(ref, k("reference_currency")),
         mark_price_interval_s=v.number(t.get("mark_price_interval_s", d.mark_price_interval_s),
                                        k("mark_price_interval_s"), minimum=0.001),
+        strict_signatures=v.boolean(t.get("strict_signatures", d.strict_signatures), k("strict_signatures")),
+        ws_send_queue_bytes=v.integer(t.get("ws_send_queue_bytes", d.ws_send_queue_bytes), k("ws_send_queue_bytes"),
+                                      minimum=1),
     )
 
 

@@ -43,3 +43,30 @@ def exact_methods(cls: C) -> C:
             continue
         setattr(cls, name, exact(member))
     return cls
+
+
+#: the largest amount a request may carry has this many digits before the decimal point, and the
+#: finest this many after it: together well inside EXACT's 50 digits, so the engine's tick, step and
+#: cost arithmetic on any accepted amount is exact and never raises [INF: VALR's own bounds are
+#: undocumented; its amounts are strings of a few dozen digits at most]
+MAX_INTEGER_DIGITS = 20
+MAX_DECIMAL_PLACES = 20
+
+
+def amount_problem(value: decimal.Decimal) -> str | None:
+    """Why a finite, positive request amount cannot be taken (too many digits before or after the
+    decimal point), or None. Trailing zeros do not count: ``"1.5000"`` has one decimal place.
+    Looks at the digits only (no context arithmetic), so any finite value is safe to pass."""
+    if not value.is_finite() or not value:
+        return None
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    n = len(digits)
+    while n > 1 and digits[n - 1] == 0:
+        n -= 1
+        exponent += 1
+    if exponent + n > MAX_INTEGER_DIGITS:
+        return f"is too large: at most {MAX_INTEGER_DIGITS} digits before the decimal point"
+    if exponent < -MAX_DECIMAL_PLACES:
+        return f"has more than {MAX_DECIMAL_PLACES} decimal places"
+    return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Iterable, Mapping
 
-from replay.decimals import exact_methods
+from replay.decimals import amount_problem, exact_methods
 
 from .book import ZERO, Order, OrderBook
 from .events import (
@@ -264,6 +264,11 @@ class Exchange:
     def _positive(value: object, name: str) -> None:
         if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
             raise ExchangeError(ERR_CODE_INVALID, f"{name} must be a positive number", name)
+        # refused at the door: past these bounds the processing arithmetic would raise, and an
+        # acknowledged order would vanish without ORDER_PROCESSED or FAILED_ORDER
+        problem = amount_problem(value)
+        if problem is not None:
+            raise ExchangeError(ERR_CODE_INVALID, f"{name} {problem}", name)
 
     def _enqueue(self, ts_ms: int, kind: str, account: str, req, order_id: str | None,
                  customer_order_id: str | None = None, request_id: str | None = None) -> Submitted:

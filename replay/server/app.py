@@ -18,6 +18,7 @@ client connections) or hands over to the exchange (``handover``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import itertools
@@ -39,6 +40,8 @@ from replay.exchange.events import ACCOUNT_EVENTS, AccountTrade, BookChanged, Pu
 from replay.exchange.model import Submitted
 from replay.schedule import DeliverySchedule
 
+from . import rest, ws_account, ws_trade
+from .connection import FAKE, WS_RATE_KINDS, WsConn
 from .ratelimit import DEFAULT_ROUTE_LIMITS, RateLimiter
 
 if TYPE_CHECKING:
@@ -52,19 +55,31 @@ CLOCK_RESOLUTION_S = 1e-6
 EARLY_WAKE_S = 0.0015
 #: market messages a playback hands the dispatcher per turn (bounds memory at high --speed)
 MARKET_BATCH = 256
+#: what a connection may have waiting to be written, in characters of JSON text, by default
+#: (ServerParams.ws_send_queue_bytes); past it the client is too slow and is disconnected
+WS_SEND_QUEUE_BYTES = 4 * 1024 * 1024
+#: the close code for a client that does not read fast enough. [INF] VALR's is undocumented;
+#: 1008 "policy violation", as exchanges that drop slow consumers commonly send
+SLOW_CONSUMER_CLOSE_CODE = 1008
+#: how long a server-side close may take before the transport is dropped (a peer that does not
+#: read never takes the close frame)
+CLOSE_BOUND_S = 3.0
 log = logging.getLogger(__name__)
 
-FAKE: web.AppKey["FakeValr"] = web.AppKey("fake_valr")
 
-TRADE_EVENTS = ("AGGREGATED_ORDERBOOK_UPDATE", "MARKET_SUMMARY_UPDATE", "NEW_TRADE", "NEW_TRADE_BUCKET",
-                "FULL_ORDERBOOK_UPDATE", "OB_L1_DIFF", "MARK_PRICE_UPDATE")
-#: account events a connection may unsubscribe from [C-off Postman WebSocket "Account / Read", and
-#: the changelog of 30 October 2025]; MARGIN_INFO is not modelled (spot only)
-UNSUBSCRIBABLE = ("BALANCE_UPDATE", "OPEN_ORDERS_UPDATE", "MARGIN_INFO")
-#: account WebSocket command -> its kind of write limit (ServerParams.ws_rate_limits_per_second)
-WS_RATE_KINDS = {"PLACE_LIMIT_ORDER": "place", "PLACE_MARKET_ORDER": "place", "CANCEL_LIMIT_ORDER": "cancel",
-                 "BATCH_ORDERS": "batch", "MODIFY_ORDER": "modify"}
+class _Outbox:
+    """One connection's frames due for writing, in order, and the task that writes them: a client
+    that does not read holds up only its own writer, never the dispatcher (and so nobody else)."""
 
+    __slots__ = ("frames", "chars", "ready", "writer", "dead")
+
+    def __init__(self) -> None:
+        # (text, message type, message as traced) or, for a scheduled disconnect, (None, code, None)
+        self.frames: collections.deque[tuple[str | None, Any, Any]] = collections.deque()
+        self.chars = 0
+        self.ready = asyncio.Event()
+        self.writer: asyncio.Task | None = None
+        self.dead = False  # disconnected as too slow, or its transport failed: nothing more is queued
 
 def _param(obj: Any, name: str, default: Any) -> Any:
     value = getattr(obj, name, None) if obj is not None else None
@@ -96,28 +111,6 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): plain(v) for k, v in obj.items()}
     return json.loads(dumps(obj))
-
-
-@dataclasses.dataclass(eq=False)
-class WsConn:
-    """One open WebSocket connection."""
-
-    id: str  # "account-N" / "trade-N"
-    kind: str  # "account" or "trade"
-    path: str
-    ws: web.WebSocketResponse
-    account: str | None = None
-    api_key: str | None = None
-    # trade stream: event -> subscribed pairs (None = every pair)
-    subscriptions: dict[str, set[str] | None] = dataclasses.field(default_factory=dict)
-    cancel_on_disconnect: bool = False
-    # account stream: events this connection unsubscribed from (UNSUBSCRIBE)
-    unsubscribed: set[str] = dataclasses.field(default_factory=set)
-    # account stream: write-limit kind -> (second, commands counted in it)
-    rate_counts: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
-    closed: bool = False
-    # the close code the server sent, when the server closed the connection
-    server_close_code: int | None = None
 
 
 @dataclasses.dataclass
@@ -175,8 +168,12 @@ class FakeValr:
         )
         # [INF] VALR's timestamp tolerance is undocumented: +-60 s by default.
         self.timestamp_window_ms = int(float(_param(self.params, "timestamp_window_s", 60.0)) * 1000)
+        # refuse a GET signed without its query string (AuthOk.query_unsigned) instead of tracing it
+        self.strict_signatures = bool(_param(self.params, "strict_signatures", False))
         self.engine_latency_s = float(_param(self.params, "engine_latency_s", 0.0))
         self.max_frame_bytes = int(_param(self.params, "max_frame_bytes", 64 * 1024))
+        self.ws_send_queue_bytes = int(_param(self.params, "ws_send_queue_bytes", WS_SEND_QUEUE_BYTES))
+        self._outboxes: dict[str, _Outbox] = {}  # connection id -> its outbound queue and writer
         self.idle_timeout_s: float | None = _param(self.params, "idle_timeout_s", None) or None
         self.book_depth = int(_param(self.params, "book_depth", 40))
         # "the top 40 bids and asks" [C-off Postman WebSocket "Trade"]
@@ -225,7 +222,6 @@ class FakeValr:
 
     # --- lifecycle ---------------------------------------------------------------------
     def _make_app(self) -> web.Application:
-        from . import rest, ws_account, ws_trade
 
         app = web.Application(middlewares=[rest.middleware], client_max_size=1024 * 1024)
         app[FAKE] = self
@@ -256,7 +252,9 @@ class FakeValr:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.clock.monotonic()  # fix the clock's origin now
-        self._runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None)
+        from .http_errors import JsonErrorRunner  # aiohttp's own error answers in VALR's JSON shape
+
+        self._runner = JsonErrorRunner(self.app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -332,6 +330,8 @@ class FakeValr:
     # --- connections ---------------------------------------------------------------------
     def register(self, conn: WsConn) -> None:
         self.conns[conn.id] = conn
+        box = self._outboxes[conn.id] = _Outbox()
+        box.writer = self.spawn(self._write_loop(conn, box), name=f"writer-{conn.id}")
         self.schedule.connection_opened(self.now(), conn.id)
         self.record(conn.id, "local", "ws", "CONNECT", {"path": conn.path, "code": None, "account": conn.account})
         if self.playback is not None:
@@ -342,6 +342,9 @@ class FakeValr:
         if self.conns.pop(conn.id, None) is None:
             return
         conn.closed = True
+        box = self._outboxes.pop(conn.id, None)
+        if box is not None and box.writer is not None:
+            box.writer.cancel()
         self.schedule.connection_closed(conn.id)
         by_server = conn.server_close_code is not None
         self.record(conn.id, "local", "ws", "DISCONNECT", {
@@ -355,9 +358,60 @@ class FakeValr:
         if conn.server_close_code is None:
             conn.server_close_code = code
         try:
-            await conn.ws.close(code=code)
+            # bounded: a peer that does not read never drains the close frame (aiohttp then drops
+            # the transport)
+            await asyncio.wait_for(conn.ws.close(code=code), CLOSE_BOUND_S)
         except Exception:  # a dead transport: nothing left to close
             log.debug("closing %s failed", conn.id, exc_info=True)
+
+    async def _write_loop(self, conn: WsConn, box: _Outbox) -> None:
+        """Write ``conn``'s frames in order as the dispatcher queues them (``_enqueue``); trace each
+        once it is handed to the socket."""
+        while True:
+            if not box.frames:
+                box.ready.clear()
+                await box.ready.wait()
+                continue
+            text, msg_type, message = box.frames.popleft()
+            if text is None:  # a scheduled disconnect, after everything queued before it
+                self.disconnect_later(conn, int(msg_type))
+                return
+            box.chars -= len(text)
+            try:
+                await conn.ws.send_str(text)
+            except Exception:  # the peer went away; the reader will unregister it
+                log.debug("send to %s failed", conn.id, exc_info=True)
+                box.dead = True
+                box.frames.clear()
+                return
+            if self.trace is not None:
+                # a trace holds parsed JSON (it must stay a capture show and checks read)
+                self.record(conn.id, "in", "ws", msg_type, message.value if isinstance(message, RawFrame) else message)
+
+    def _enqueue(self, conn: WsConn, text: str, msg_type: str, message: Any) -> None:
+        """Hand one due frame to ``conn``'s writer; a connection with more than
+        ``ws_send_queue_bytes`` waiting is too slow: it is disconnected (SLOW_CONSUMER)."""
+        box = self._outboxes.get(conn.id)
+        if box is None or box.dead:
+            return
+        if box.chars + len(text) > self.ws_send_queue_bytes:
+            box.dead = True
+            queued = box.chars
+            box.frames.clear()
+            box.chars = 0
+            if box.writer is not None:
+                box.writer.cancel()
+            self.record("run", "local", "meta", "SLOW_CONSUMER", {
+                "conn": conn.id, "path": conn.path, "account": conn.account, "queued_chars": queued,
+                "limit": self.ws_send_queue_bytes, "code": SLOW_CONSUMER_CLOSE_CODE})
+            log.warning("%s does not read: %d characters waiting; disconnected (%d)", conn.id, queued,
+                        SLOW_CONSUMER_CLOSE_CODE)
+            conn.server_close_code = SLOW_CONSUMER_CLOSE_CODE
+            self.disconnect_later(conn, SLOW_CONSUMER_CLOSE_CODE)
+            return
+        box.frames.append((text, msg_type, message))
+        box.chars += len(text)
+        box.ready.set()
 
     def send(self, conn: WsConn, message: dict[str, Any], not_before: float | None = None) -> float | None:
         """Queue one outbound message for ``conn`` (through the delivery schedule); with
@@ -434,23 +488,22 @@ class FakeValr:
                         code = int(delivery.message.get("code", code))
                     elif isinstance(delivery.message, int):
                         code = delivery.message
-                    self.disconnect_later(conn, code)
+                    # after the frames queued before it (the connection's writer closes)
+                    box = self._outboxes.get(conn.id)
+                    if box is not None and not box.dead:
+                        box.frames.append((None, code, None))
+                        box.ready.set()
                     continue
                 message = delivery.message
                 if isinstance(message, RawFrame):
                     text = message.text  # pre-serialised: sent as recorded
                 else:
                     text = json.dumps(message, separators=(",", ":"))
-                try:
-                    await conn.ws.send_str(text)
-                except Exception:  # the peer went away; the reader will unregister it
-                    log.debug("send to %s failed", conn.id, exc_info=True)
-                    continue
-                if self.trace is not None:
-                    # a trace holds parsed JSON (it must stay a capture show and checks read)
-                    self.record(conn.id, "in", "ws", delivery.msg_type,
-                                message.value if isinstance(message, RawFrame) else message)
+                # each connection's own writer sends it: a client that does not read stalls nobody else
+                self._enqueue(conn, text, delivery.msg_type, message)
             if due:
+                # let the writers write what was just queued before looking for more
+                await asyncio.sleep(0)
                 continue
             times = [self.schedule.next_at()]
             if self._releases:

@@ -1,7 +1,10 @@
 """VALR's rate limits as a pure counter fed epoch milliseconds [C-doc3 R3 /guides/rate-limiting].
 
 Per API key per minute, per IP per minute (both windows reset at the start of each minute),
-and per route per second. A refused request does not use up quota ([INF]).
+and per route per second. A refused request does not use up quota ([INF]). The server counts a
+request in two steps (``check``'s ``routes`` and ``api_key``): its IP first, before anything else
+is looked at; its key (and route) only once the signature is verified, so that requests signed
+badly with someone else's key cost that key nothing (they count against their IP).
 """
 
 from __future__ import annotations
@@ -78,8 +81,10 @@ class RateLimiter:
         return n if w == window else 0
 
     def check(self, now_ms: int, *, method: str, path: str, ip: str | None = None,
-              api_key: str | None = None) -> Limited | None:
-        """Count one request; return a ``Limited`` (and count nothing) when a limit is reached."""
+              api_key: str | None = None, routes: bool = True) -> Limited | None:
+        """Count one request; return a ``Limited`` (and count nothing) when a limit is reached.
+        Only the scopes given count: ``ip``, ``api_key``, and the route rules unless ``routes`` is
+        False."""
         minute = now_ms // 60_000
         second = now_ms // 1000
         to_minute = max(1, math.ceil(((minute + 1) * 60_000 - now_ms) / 1000))
@@ -98,12 +103,12 @@ class RateLimiter:
         for key, limit in minute_keys:
             if self._count(self._minute_counts, key, minute) >= limit:
                 return Limited(key[0], limit, to_minute)
-        routes = self._route_indexes(method, path)
-        for route in routes:
+        indexes = self._route_indexes(method, path) if routes else []
+        for route in indexes:
             limit = self.route_limits[route][2]
             if self._count(self._second_counts, route, second) >= limit:
                 return Limited("route", limit, to_second)
-        for route in routes:
+        for route in indexes:
             self._second_counts[route] = (second, self._count(self._second_counts, route, second) + 1)
         for key, _limit in minute_keys:
             self._minute_counts[key] = (minute, self._count(self._minute_counts, key, minute) + 1)

@@ -16,11 +16,11 @@ from aiohttp import web
 from replay import codec
 from replay.exchange.model import ExchangeError
 
-from .app import FAKE
-from .auth_check import AuthOk, check_signature, scrub_headers
+from .auth_check import MSG_BAD_SIGNATURE, AuthOk, check_signature, scrub_headers
+from .connection import FAKE
 
 if TYPE_CHECKING:
-    from .app import FakeValr
+    from .connection import FakeServer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def _fake(request: web.Request) -> "FakeValr":
+def _fake(request: web.Request) -> "FakeServer":
     return request.app[FAKE]
 
 
@@ -62,7 +62,7 @@ def _parsed_body(text: str) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return text
 
 
@@ -88,9 +88,18 @@ SIGNED: set[tuple[str, str]] = set()  # (method, canonical route) that need a si
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     fake = _fake(request)
     if request.path.startswith("/ws/") and not _unknown_route(request):
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own refusal of an upgrade (400 without Upgrade)
+            if exc.status < 400:
+                raise
+            return _error_response(exc.status, -1, _http_exception_message(exc))
     conn = fake.next_conn_id("rest")
-    raw = await request.read()
+    refused: web.HTTPException | None = None
+    try:
+        raw = await request.read()
+    except web.HTTPException as exc:  # a body over the app's client_max_size: 413
+        raw, refused = b"", exc
     text = raw.decode("utf-8", errors="replace")
     route = _route_of(request)  # the route template, for signing rules
     # The schedule's route patterns match a concrete path as well as a template: pass the path.
@@ -104,12 +113,14 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     request[RAW_BODY] = raw
     now = fake.now()
     fault = fake.schedule.http_fault(now, request.method, path)
-    if fault is not None:
+    if refused is not None:
+        response: web.StreamResponse = _error_response(refused.status, -1, _http_exception_message(refused))
+    elif fault is not None:
         if fault.status == 0:
             # Never answer: the client gives up (its timeout). Released when the server stops.
             await fake.stopping.wait()
             raise web.HTTPServiceUnavailable()
-        response: web.StreamResponse = _json_response(
+        response = _json_response(
             fault.body if fault.body is not None else {"code": -1, "message": "Fault injected"},
             fault.status, dict(fault.headers))
     else:
@@ -131,6 +142,24 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         "status": response.status, "headers": dict(response.headers), "body": _parsed_body(body or ""),
     })
     return response
+
+
+def _http_exception_message(exc: web.HTTPException) -> str:
+    """aiohttp's text for one of its refusals, on one line (``reason: first line of text``)."""
+    lines = (exc.text or "").strip().splitlines()
+    return f"{exc.reason}: {lines[0]}" if lines else str(exc.reason)
+
+
+def _lenient_signature(fake: "FakeServer", request: web.Request, route: str) -> None:
+    """A GET signed over its path without the query string (``AuthOk.query_unsigned``, the form
+    valr-python sends): refused under ``server.strict_signatures``, else accepted and traced as a
+    ``LENIENT_SIGNATURE`` meta record, so a connector relying on it shows in the trace."""
+    strict = bool(getattr(fake, "strict_signatures", False))
+    fake.record("run", "local", "meta", "LENIENT_SIGNATURE", {
+        "conn": request[CONN], "method": request.method, "route": route, "path": request.path,
+        "accepted": not strict})
+    if strict:
+        raise ApiError(401, -12, MSG_BAD_SIGNATURE)
 
 
 def _played(handler: Handler) -> Handler:
@@ -199,26 +228,35 @@ def _route_of(request: web.Request) -> str:
     return getattr(resource, "canonical", None) or request.path
 
 
-async def _checked(request: web.Request, handler: Handler, fake: "FakeValr", route: str) -> web.StreamResponse:
+async def _checked(request: web.Request, handler: Handler, fake: "FakeServer", route: str) -> web.StreamResponse:
     peer = request.remote or ""
-    api_key = request.headers.get("X-VALR-API-KEY")
+    # Every request counts against its IP first, refused ones included; an API key's quota is
+    # charged only once the signature proves the caller holds the key (below), so that requests
+    # signed badly with another account's key cannot use up that account's quota.
     limited = fake.ratelimiter.check(fake.now_ms(), method=request.method, path=request.path, ip=peer,
-                                     api_key=api_key)
-    if limited is not None:
-        body = limited.body()
-        raise ApiError(429, int(body["code"]), str(body["message"]), limited.headers())
-    if _unknown_route(request):
+                                     routes=False)
+    if limited is None and _unknown_route(request):
         # Before the signature and body checks (and the playback): the route is the problem.
         raise ApiError(404, UNKNOWN_ROUTE[0], f"{UNKNOWN_ROUTE[1]}: {request.method} {request.path}")
-    if (request.method, route) in SIGNED:
+    verified_key: str | None = None
+    if limited is None and (request.method, route) in SIGNED:
         verdict = check_signature(
             request.headers, request.method, request.path_qs, request[RAW_BODY],
             secrets_by_key=fake.secrets_by_key, now_ms=fake.now_ms(), window_ms=fake.timestamp_window_ms,
             subaccounts=fake.subaccounts,
         )
+        if isinstance(verdict, AuthOk) and verdict.query_unsigned:
+            _lenient_signature(fake, request, route)
         if not isinstance(verdict, AuthOk):
             raise ApiError(verdict.status, verdict.code, verdict.message)
         request[AUTH] = verdict
+        verified_key = verdict.api_key
+    if limited is None:
+        limited = fake.ratelimiter.check(fake.now_ms(), method=request.method, path=request.path,
+                                         api_key=verified_key)
+    if limited is not None:
+        body = limited.body()
+        raise ApiError(429, int(body["code"]), str(body["message"]), limited.headers())
     if request[RAW_BODY]:
         # Content-Type application/json is required on bodies [C-off OFF-PM]; the status for a
         # wrong one is [INF] 400.
@@ -226,7 +264,7 @@ async def _checked(request: web.Request, handler: Handler, fake: "FakeValr", rou
             raise ApiError(400, INVALID_REQUEST[0], "Content-Type must be application/json")
         try:
             request[JSON] = json.loads(request[RAW_BODY])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             raise ApiError(400, *INVALID_JSON) from None
     else:
         request[JSON] = None

@@ -17,12 +17,12 @@ from aiohttp import web
 from replay import codec
 from replay.exchange.model import ExchangeError
 
-from .app import UNSUBSCRIBABLE
 from .auth_check import AuthOk, check_payload_auth
+from .connection import UNSUBSCRIBABLE
 from .ws_common import mark_authenticated, parse_frame, reply, serve_socket
 
 if TYPE_CHECKING:
-    from .app import FakeValr, WsConn
+    from .connection import FakeServer, WsConn
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return await serve_socket(request, "account", PATH, handle_text, authenticated)
 
 
-def authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
+def authenticated(fake: "FakeServer", conn: "WsConn", auth: AuthOk) -> None:
     """AUTHENTICATED, then the account's balances and open orders (``send_connect_snapshot``).
     In playback the capture's own messages are released instead."""
     at = mark_authenticated(fake, conn, auth)
@@ -59,7 +59,7 @@ def authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> None:
         fake.send_connect_snapshot(conn, after=at)
 
 
-def run_batch(fake: "FakeValr", account: str, requests: Any, conn_id: str) -> list[dict]:
+def run_batch(fake: "FakeServer", account: str, requests: Any, conn_id: str) -> list[dict]:
     """Submit a batch's requests in order; their outcomes in VALR's shape (``codec.batch_outcome``).
     Raises CodecError for a batch that is not a list of 1 to 20 requests."""
     if not isinstance(requests, list) or not requests:
@@ -84,7 +84,7 @@ def run_batch(fake: "FakeValr", account: str, requests: Any, conn_id: str) -> li
     return outcomes
 
 
-def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
+def handle_text(fake: "FakeServer", conn: "WsConn", text: str) -> None:
     message = parse_frame(fake, conn, text)
     if message is None:
         return
@@ -134,7 +134,7 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
     reply(fake, conn, codec.ws_error(f"Unknown message type: {type_}"), client_msg_id)
 
 
-def _subscription(fake: "FakeValr", conn: "WsConn", type_: str, message: dict[str, Any], client_msg_id: Any) -> None:
+def _subscription(fake: "FakeServer", conn: "WsConn", type_: str, message: dict[str, Any], client_msg_id: Any) -> None:
     """SUBSCRIBE ``{"subscriptions": [{"event"}]}`` and UNSUBSCRIBE ``{"requests": [{"event"}]}``
     [C-off Postman WebSocket "Account / Read"]. Every account event is pushed without asking; an
     UNSUBSCRIBE stops BALANCE_UPDATE, OPEN_ORDERS_UPDATE (and MARGIN_INFO, not modelled) on this
@@ -166,7 +166,7 @@ def _subscription(fake: "FakeValr", conn: "WsConn", type_: str, message: dict[st
             reply(fake, conn, codec.subscribed_message(event), client_msg_id)
 
 
-def _batch(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
+def _batch(fake: "FakeServer", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
     """BATCH_ORDERS ``{"payload": {"requests": [...]}}`` [C-off Postman WebSocket]: the requests
     are submitted in order; the reply carries their outcomes in the REST batch's shape [INF:
     VALR documents no success reply]."""
@@ -181,7 +181,7 @@ def _batch(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client_msg
     fake.send(conn, codec.batch_ws_response(client_msg_id, outcomes, fake.next_batch_id()))
 
 
-def _played(fake: "FakeValr", conn: "WsConn", message: dict[str, Any]) -> bool:
+def _played(fake: "FakeServer", conn: "WsConn", message: dict[str, Any]) -> bool:
     """Playback mode: the capture answers. False when a divergence handed over to the simulated
     exchange (the caller then handles the frame as ``serve`` would)."""
     from replay.playback import Diverged
@@ -201,7 +201,7 @@ def _played(fake: "FakeValr", conn: "WsConn", message: dict[str, Any]) -> bool:
     return True
 
 
-def _command(fake: "FakeValr", conn: "WsConn", type_: str, message: dict[str, Any], client_msg_id: Any) -> None:
+def _command(fake: "FakeServer", conn: "WsConn", type_: str, message: dict[str, Any], client_msg_id: Any) -> None:
     command, parser, invalid_type = COMMANDS[type_]
     payload = message.get("payload")
     if not isinstance(payload, dict):

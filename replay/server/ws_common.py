@@ -11,38 +11,41 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
 from replay import codec
 from replay.auth import API_KEY_HEADER
 
-from .app import FAKE
-from .auth_check import AuthOk, check_signature, scrub_headers
-
-if TYPE_CHECKING:
-    from .app import FakeValr, WsConn
+from .auth_check import MSG_BAD_SIGNATURE, AuthOk, AuthRefused, check_signature, scrub_headers
+from .connection import FAKE, FakeServer, WsConn
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's close frame
 
-TextHandler = Callable[["FakeValr", "WsConn", str], None]
-OnAuthenticated = Callable[["FakeValr", "WsConn", AuthOk], object]
+TextHandler = Callable[[FakeServer, WsConn, str], None]
+OnAuthenticated = Callable[[FakeServer, WsConn, AuthOk], object]
 
 
 async def serve_socket(request: web.Request, kind: str, path: str, handle_text: TextHandler,
                        on_authenticated: OnAuthenticated) -> web.StreamResponse:
     """Authenticate the upgrade, register the connection and feed its frames to ``handle_text``."""
-    fake: FakeValr = request.app[FAKE]
-    from .app import WsConn
+    fake = request.app[FAKE]
 
     auth: AuthOk | None = None
     if request.headers.get(API_KEY_HEADER) is not None:
         verdict = check_signature(request.headers, "GET", request.path_qs, b"",
                                   secrets_by_key=fake.secrets_by_key, now_ms=fake.now_ms(),
                                   window_ms=fake.timestamp_window_ms, subaccounts=fake.subaccounts)
+        if isinstance(verdict, AuthOk) and verdict.query_unsigned:
+            # signed without the query string: traced, or refused under server.strict_signatures
+            strict = bool(getattr(fake, "strict_signatures", False))
+            fake.record("run", "local", "meta", "LENIENT_SIGNATURE", {
+                "conn": None, "method": "GET", "route": path, "path": request.path, "accepted": not strict})
+            if strict:
+                verdict = AuthRefused(401, -12, MSG_BAD_SIGNATURE)
         if not isinstance(verdict, AuthOk):
             conn_id = fake.next_conn_id("rest")
             fake.record(conn_id, "out", "rest", f"GET {request.path}", {
@@ -89,9 +92,9 @@ async def serve_socket(request: web.Request, kind: str, path: str, handle_text: 
     return ws
 
 
-def mark_authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> float | None:
+def mark_authenticated(fake: "FakeServer", conn: "WsConn", auth: AuthOk) -> float | None:
     """The connection is authenticated: remember whose it is and say so (``AUTHENTICATED``);
-    returns when AUTHENTICATED is due (``FakeValr.send``).
+    returns when AUTHENTICATED is due (``FakeServer.send``).
 
     In playback the capture's own ``AUTHENTICATED`` is released instead.
     """
@@ -102,11 +105,11 @@ def mark_authenticated(fake: "FakeValr", conn: "WsConn", auth: AuthOk) -> float 
     return None
 
 
-def parse_frame(fake: "FakeValr", conn: "WsConn", text: str) -> dict[str, Any] | None:
+def parse_frame(fake: "FakeServer", conn: "WsConn", text: str) -> dict[str, Any] | None:
     """A text frame as a JSON object, traced; None (after an error reply) when it is not one."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         fake.record(conn.id, "out", "ws", "", {"raw": text[:2000]})
         fake.send(conn, codec.ws_error(codec.INVALID_JSON_MESSAGE))
         return None
@@ -118,7 +121,7 @@ def parse_frame(fake: "FakeValr", conn: "WsConn", text: str) -> dict[str, Any] |
     return message
 
 
-def reply(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
+def reply(fake: "FakeServer", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
     """Send a reply carrying the request's ``clientMsgId``."""
     if client_msg_id is not None and "clientMsgId" not in message:
         message = {**message, "clientMsgId": client_msg_id}

@@ -14,11 +14,11 @@ from aiohttp import web
 
 from replay import codec
 
-from .app import TRADE_EVENTS
+from .connection import TRADE_EVENTS
 from .ws_common import mark_authenticated, parse_frame, reply, serve_socket
 
 if TYPE_CHECKING:
-    from .app import FakeValr, WsConn
+    from .connection import FakeServer, WsConn
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return await serve_socket(request, "trade", PATH, handle_text, mark_authenticated)
 
 
-def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
+def handle_text(fake: "FakeServer", conn: "WsConn", text: str) -> None:
     message = parse_frame(fake, conn, text)
     if message is None:
         return
@@ -47,7 +47,7 @@ def handle_text(fake: "FakeValr", conn: "WsConn", text: str) -> None:
         reply(fake, conn, codec.ws_error(f"Unknown message type: {type_}"), client_msg_id)
 
 
-def _subscribe(fake: "FakeValr", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
+def _subscribe(fake: "FakeServer", conn: "WsConn", message: dict[str, Any], client_msg_id: Any) -> None:
     subs = message.get("subscriptions")
     if not isinstance(subs, list) or not subs:
         reply(fake, conn, codec.ws_error("subscriptions: a non-empty list is required"), client_msg_id)
