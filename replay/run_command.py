@@ -220,7 +220,7 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
     and --json is still written).
     """
     from .connector.policies import parse_policy
-    from .runner import JSON_SCHEMA_VERSION, RunError, run_scenario
+    from .runner import JSON_SCHEMA_VERSION, RunError, run_label, run_scenario
     from .scenario import ScenarioError, load_scenario
 
     console = make_console(stderr=True)
@@ -245,7 +245,7 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
     results: list[Any] = []
     for scenario, spec, policy in plan:
         run_seed = scenario.seed if seed is None else seed
-        label = policy if spec == "reference" else (f"{spec} {policy}" if takes_policy[spec] else spec)
+        label = run_label(spec, policy, takes_policy[spec])
         path = _trace_file(trace_path, len(plan) > 1, scenario.name, label)
         console.print(Text.assemble((scenario.name, "bold"), f" connector={spec}",
                                     f" policy={policy if takes_policy[spec] else '-'} seed={run_seed}"))

@@ -40,6 +40,14 @@ class RunError(RuntimeError):
     """The run could not be carried out (not: an invariant was violated)."""
 
 
+def run_label(connector: str, policy: str, policy_applies: bool) -> str:
+    """What a run is called in headings and trace file names: the policy for the reference connector,
+    the connector (and its policy, when it takes ours) for any other."""
+    if connector == "reference":
+        return policy
+    return f"{connector} {policy}" if policy_applies else connector
+
+
 #: The version of the JSON that ``run --json`` and ``check --json`` write (``{"schema_version", "runs"}``).
 JSON_SCHEMA_VERSION = 2
 
@@ -68,9 +76,7 @@ class RunResult:
     @property
     def label(self) -> str:
         """What ran, as a column heading: ``naive``, ``hummingbot reconcile``, ``mymod:fixed``."""
-        if self.connector == "reference":
-            return self.policy
-        return f"{self.connector} {self.policy}" if self.policy_applies else self.connector
+        return run_label(self.connector, self.policy, self.policy_applies)
 
     @property
     def reproduce(self) -> str:

@@ -88,22 +88,12 @@ class ValrAPIOrderBookDataSource(OrderBookTrackerDataSource):
 
     def _start_ping(self, ws: WSAssistant):
         self._stop_ping()
-        self._ping_task = asyncio.ensure_future(self._ping_loop(ws))
+        self._ping_task = asyncio.ensure_future(web_utils.ping_loop(ws, self._sleep))
 
     def _stop_ping(self):
         if self._ping_task is not None and not self._ping_task.done():
             self._ping_task.cancel()
         self._ping_task = None
-
-    async def _ping_loop(self, ws: WSAssistant):
-        while True:
-            await self._sleep(CONSTANTS.WS_PING_INTERVAL)
-            try:
-                await ws.send(WSJSONRequest(payload={"type": "PING"}))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                return  # the socket is gone; the listener reconnects
 
     async def _on_order_stream_interruption(self, websocket_assistant: Optional[WSAssistant] = None):
         self._stop_ping()

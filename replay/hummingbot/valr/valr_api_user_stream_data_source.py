@@ -68,17 +68,7 @@ class ValrAPIUserStreamDataSource(UserStreamTrackerDataSource):
         # The account stream pushes every account event without a subscription.
         self._ready = True
         self._stop_ping()
-        self._ping_task = asyncio.ensure_future(self._ping_loop(websocket_assistant))
-
-    async def _ping_loop(self, ws: WSAssistant):
-        while True:
-            await self._sleep(CONSTANTS.WS_PING_INTERVAL)
-            try:
-                await ws.send(WSJSONRequest(payload={"type": "PING"}))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                return  # the socket is gone; listen_for_user_stream reconnects
+        self._ping_task = asyncio.ensure_future(web_utils.ping_loop(websocket_assistant, self._sleep))
 
     def _stop_ping(self):
         if self._ping_task is not None and not self._ping_task.done():

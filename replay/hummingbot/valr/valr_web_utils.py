@@ -3,6 +3,7 @@
 Every URL is built from ``CONSTANTS.REST_URL`` / ``CONSTANTS.WSS_*_URL`` at call time.
 """
 
+import asyncio
 from datetime import datetime
 from typing import Any, Callable, Optional
 
@@ -10,8 +11,9 @@ from hummingbot.connector.time_synchronizer import TimeSynchronizer
 from hummingbot.connector.utils import TimeSynchronizerRESTPreProcessor
 from hummingbot.core.api_throttler.async_throttler import AsyncThrottler
 from hummingbot.core.web_assistant.auth import AuthBase
-from hummingbot.core.web_assistant.connections.data_types import RESTMethod
+from hummingbot.core.web_assistant.connections.data_types import RESTMethod, WSJSONRequest
 from hummingbot.core.web_assistant.web_assistants_factory import WebAssistantsFactory
+from hummingbot.core.web_assistant.ws_assistant import WSAssistant
 
 from . import valr_constants as CONSTANTS
 
@@ -86,3 +88,16 @@ async def get_current_server_time(
         throttler_limit_id=CONSTANTS.SERVER_TIME_PATH_URL,
     )
     return parse_server_time_ms(response)
+
+
+async def ping_loop(ws: WSAssistant, sleep: Callable[[float], Any]) -> None:
+    """VALR's application-level keep-alive: a ``PING`` every ``WS_PING_INTERVAL`` seconds until the
+    socket is gone (the stream's listener then reconnects). ``sleep`` is the data source's own."""
+    while True:
+        await sleep(CONSTANTS.WS_PING_INTERVAL)
+        try:
+            await ws.send(WSJSONRequest(payload={"type": "PING"}))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return
