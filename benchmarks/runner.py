@@ -25,6 +25,7 @@ FIGURES: dict[str, str] = {
     "proxy_overhead": "proxy_overhead",
     "scenario_speed": "scenario_speed",
     "hummingbot_speed": "hummingbot_speed",
+    "explore_rate": "explore_speed",
     "replay_memory": "replay_memory",
     "replay_throughput": "replay_throughput",
 }

@@ -15,10 +15,15 @@ BENCH_SECRET = "d4" * 32
 
 
 def quiet_config() -> ExchangeConfig:
-    """One account, the default pairs, no background market (nothing but the benchmark's traffic)."""
+    """One account, the default pairs, no background market (nothing but the benchmark's traffic).
+
+    The slow-consumer limit is lifted (1 GiB of waiting JSON per connection): a throughput run
+    pushes a capture at full speed, ahead of its reader, as the bare websockets baseline may; with
+    the default 4 MiB the server would (rightly) close the lagging client and the run never end."""
     return config_from_dict(
         {"accounts": [{"name": "bench", "api_key": BENCH_KEY, "api_secret": BENCH_SECRET,
-                       "balances": {"BTC": "10", "ZAR": "10000000"}}], "market": {}},
+                       "balances": {"BTC": "10", "ZAR": "10000000"}}], "market": {},
+         "server": {"ws_send_queue_bytes": 1 << 30}},
         "<bench config>",
     )
 

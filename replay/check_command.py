@@ -161,8 +161,7 @@ def _fail(message: str) -> NoReturn:
 @click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Scenario whose [expect] thresholds and check parameters judge the run. Default: the "
                    "scenario named in the trace header (`serve --scenario` writes its path) when that file "
-                   "exists; without one, the default thresholds (only the hard invariants duplicate_orders "
-                   "and final_state_exit can fail; the other checks report figures).")
+                   "exists; without one, the default thresholds: every check is judged and must hold.")
 @click.option("--account", default=None, metavar="NAME",
               help="Account whose orders are judged. Default: the scenario's bot.account; without a "
                    "scenario, the only account that placed orders in the trace.")
@@ -216,8 +215,8 @@ def check(traces: tuple[Path, ...], scenario_path: Path | None, account: str | N
     if scenario is None:
         if named:
             console.print(f"[yellow]the trace names scenario {named}, which does not exist here[/yellow]")
-        console.print("no scenario: default thresholds (only duplicate_orders and final_state_exit can fail; "
-                      "the other checks report figures). Pass --scenario FILE to judge against its [expect].")
+        console.print("no scenario: default thresholds (every check is judged and must hold). "
+                      "Pass --scenario FILE to judge against its [expect].")
 
     policy = policy or loaded.header_value("policy")
     if policy is not None:

@@ -18,20 +18,32 @@ server-side (judge any connector, even one in another process)
   max_open_orders              the account's open orders never above the limit (the threshold, or
                                ``levels``), above it by at most ``slack`` for at most ``grace_s``;
                                figures: peak, max per refresh window
-  duplicate_orders             an order accepted while another live order has its customerOrderId
-                               (hard, default 0); Failed duplicate attempts are a figure
+  duplicate_orders             an order accepted while another live order has its customerOrderId,
+                               or opened while another order for the same strategy intent (side
+                               and level of one refresh cycle: a CREATE's ``intent`` field, else
+                               ``cycle``/``side``/``level``, else CREATEs < 100 ms apart are one
+                               cycle) is open under another customerOrderId; figures: duplicates,
+                               intent_duplicates; Failed duplicate attempts are a figure
   nothing_open_after_shutdown  the account's open orders at the last record (after SHUTDOWN_DONE,
                                so cancel-on-disconnect counts); figure: the count at SHUTDOWN_DONE
   orders_closed                every order opened during the run is closed by the end; optional
                                ``max_order_age_cycles`` bounds how long any order stayed open
-client-side (need ``client`` records; the first three also the server view)
+client-side (need ``client`` records; false_cancels, orphans, phantom_open and final_outcome
+also the server view)
   false_cancels                the client moved an order to CANCELED/FILLED/FAILED while the
                                exchange still held it open ``grace_s`` later (FAILED into the
                                ``lost`` set is "unknown, keep cancelling", not counted)
   orphans                      open on the exchange at the end, not in the client's active/lost set
-  phantom_open                 an *active* order believed OPEN while the exchange has not held it
-                               open for longer than ``grace_s``
-  final_state_exit             an ORDER_STATE leaving CANCELED/FILLED/FAILED (hard, default 0)
+  phantom_open                 an *active* order believed OPEN (from OPEN/PARTIALLY_FILLED on,
+                               through PENDING_CANCEL: still on the book while being cancelled)
+                               while the exchange has not held it open for longer than ``grace_s``
+  final_state_exit             an ORDER_STATE leaving CANCELED/FILLED/FAILED
+  final_outcome                at the end, each order's last client state (CANCELED/FILLED/FAILED;
+                               not in the ``lost`` set) against the exchange's final status of its
+                               order (Cancelled/Filled/Failed; an order still open is orphans'
+                               business), and the executed amount when the client records carry
+                               ``executed_amount_base``; figures: mismatches, by_kind (e.g.
+                               "CANCELED vs Filled"), cids
   place_resolves               PENDING_CREATE reaches a known state within ``place_resolve_s``
   cancel_resolves              a cancel request (strategy CANCEL, wire cancel, PENDING_CANCEL,
                                CommandSubmitted) reaches CANCELED/FILLED within ``cancel_resolve_s``
@@ -42,10 +54,13 @@ client-side (need ``client`` records; the first three also the server view)
 ``run_checks(records, spec)`` returns one ``CheckResult`` per check, in ``CHECK_NAMES`` order.
 A violation names the first violating record (its index in ``records``) and a timeline of
 the records around it (``replay.show.timeline`` when available).
-A check with no threshold in ``spec.thresholds`` (the scenario's ``[expect]`` table) reports
-its figures with ``held=None``, except the hard invariants ``duplicate_orders`` and
-``final_state_exit`` (default threshold 0). A threshold ``true`` means "0 allowed", ``false``
-switches the judgement off, a number is the largest figure that still holds.
+A check with no threshold in ``spec.thresholds`` (the scenario's ``[expect]`` table) is judged
+by ``DEFAULT_THRESHOLDS``: an absent ``[expect]`` means "everything must hold" (counts 0,
+``max_open_orders`` the configured ``levels`` with the spec's slack and grace,
+``nothing_open_after_shutdown`` true). A threshold ``true`` means "0 allowed", ``false``
+switches the judgement off (figures only, ``held=None``), a number is the largest figure that
+still holds. ``held=None`` otherwise only for a check that cannot be judged (no client records,
+no exchange view, no strategy records).
 """
 
 from __future__ import annotations
@@ -56,6 +71,7 @@ import inspect
 import json
 import math
 from dataclasses import asdict, dataclass, field, is_dataclass
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Iterable
 
@@ -68,6 +84,7 @@ CHECK_NAMES = (
     "orphans",
     "phantom_open",
     "final_state_exit",
+    "final_outcome",
     "place_resolves",
     "cancel_resolves",
     "requote",
@@ -83,6 +100,7 @@ THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {
     "orphans": ("orphans_at_end", "orphans"),
     "phantom_open": ("phantom_open",),
     "final_state_exit": ("final_state_exit", "final_state_exits"),
+    "final_outcome": ("final_outcome", "final_outcome_mismatches"),
     "place_resolves": ("place_resolves",),
     "cancel_resolves": ("cancel_resolves",),
     "requote": ("requote", "requote_late"),
@@ -93,12 +111,20 @@ FIGURE_LIMITS: dict[str, tuple[str, str]] = {
     "place_p99_ms": ("place_resolves", "p99_ms"),
     "cancel_p99_ms": ("cancel_resolves", "p99_ms"),
 }
-HARD_DEFAULTS = {"duplicate_orders": 0, "final_state_exit": 0}
+# The threshold of a check the scenario's [expect] does not mention: an absent [expect] means
+# "everything must hold". max_open_orders defaults to the configured levels (CheckSpec.levels,
+# with its slack and grace); `key = false` still switches a check off.
+DEFAULT_THRESHOLDS: dict[str, Any] = {name: 0 for name in CHECK_NAMES}
+HARD_DEFAULTS = DEFAULT_THRESHOLDS  # the old name
 KNOWN_THRESHOLDS = frozenset(k for keys in THRESHOLD_KEYS.values() for k in keys) | frozenset(FIGURE_LIMITS)
 
 OPEN_STATUSES = {"Placed", "Partially Filled", "PartiallyFilled"}
 TERMINAL_CLIENT = {"CANCELED", "FILLED", "FAILED"}
 BELIEVED_OPEN = {"OPEN", "PARTIALLY_FILLED"}
+# phantom_open: a stretch that starts in BELIEVED_OPEN goes on through PENDING_CANCEL (the client
+# still believes the order is on the book while it is being cancelled)
+STILL_ON_BOOK = BELIEVED_OPEN | {"PENDING_CANCEL"}
+INTENT_GAP_NS = 100_000_000  # CREATEs closer than this (without an intent field) are one refresh cycle
 TRACKED_WHERE = {"active", "lost"}
 WINDOW_RECORDS = 8
 WINDOW_NS = 200_000_000
@@ -222,6 +248,8 @@ class ServerOrder:
     # (t_ns, index, is_open, status): one entry per change of openness
     changes: list[tuple[int, int, bool, str]] = field(default_factory=list)
     status: str = ""
+    filled: str | None = None  # executed base amount at the latest status (None: not reported)
+    status_index: int = -1  # the record of the latest status
 
     @property
     def is_open(self) -> bool:
@@ -325,7 +353,7 @@ class ServerView:
                     oid = payload.get("orderId")
                     if oid:
                         self._apply(r["t"], i, oid, payload.get("customerOrderId"),
-                                    str(payload.get("orderStatusType", "")))
+                                    str(payload.get("orderStatusType", "")), _wire_filled(payload))
                 elif r["type"] == "OPEN_ORDERS_UPDATE":
                     if isinstance(payload, dict):  # R3's {accountId, orders} shape
                         payload = payload.get("orders")
@@ -340,7 +368,9 @@ class ServerView:
         if typ in ("OrderStatusChanged", "AccountTrade"):
             o = d.get("order")
             if isinstance(o, dict) and o.get("order_id"):
-                self._apply(t, i, o["order_id"], o.get("customer_order_id"), _status(o.get("status")))
+                filled = o.get("filled_quantity")
+                self._apply(t, i, o["order_id"], o.get("customer_order_id"), _status(o.get("status")),
+                            None if filled is None else str(filled))
         elif typ == "OrderFailed" or (typ == "OrderProcessed" and d.get("success") is False):
             oid = d.get("order_id")
             cid = d.get("customer_order_id")
@@ -350,14 +380,15 @@ class ServerView:
 
     def _note_failed(self, t: int, i: int, oid: str, cid: str | None, reason: str) -> None:
         if oid not in self.orders:
-            self.orders[oid] = ServerOrder(oid, cid, i, [(t, i, False, "Failed")], "Failed")
+            self.orders[oid] = ServerOrder(oid, cid, i, [(t, i, False, "Failed")], "Failed", status_index=i)
         else:
             self.orders[oid].status = "Failed"
+            self.orders[oid].status_index = i
         held_by_other = cid and any(self.orders[o].cid == cid for o in self.open_now if o != oid)
         if held_by_other or "duplicate" in reason.lower():
             self.failed_duplicate_attempts.setdefault(oid, i)
 
-    def _apply(self, t: int, i: int, oid: str, cid: str | None, status: str) -> None:
+    def _apply(self, t: int, i: int, oid: str, cid: str | None, status: str, filled: str | None = None) -> None:
         order = self.orders.get(oid)
         if order is None:
             order = self.orders[oid] = ServerOrder(oid, cid, i)
@@ -366,7 +397,11 @@ class ServerView:
         is_open = status in OPEN_STATUSES
         if status == "Failed":
             self._note_failed(t, i, oid, order.cid, "")
-        order.status = status
+        if status != "absent":  # a snapshot that no longer lists it says nothing of how it ended
+            order.status = status
+            order.status_index = i
+        if filled is not None:
+            order.filled = filled
         if order.changes and order.changes[-1][2] == is_open:
             return
         if not order.changes and not is_open:
@@ -393,6 +428,7 @@ class ServerView:
                 self._apply(t, i, oid, cid, "Placed")
 
     def orders_for(self, cid: str, exchange_ids: Iterable[str] = ()) -> list[ServerOrder]:
+        """The exchange orders of client order ``cid`` (by customerOrderId or exchange order id)."""
         if self._by_cid is None:
             self._by_cid = {}
             for o in self.orders.values():
@@ -403,6 +439,14 @@ class ServerView:
             if eid in self.orders:
                 found[eid] = self.orders[eid]
         return list(found.values())
+
+
+def _wire_filled(payload: dict[str, Any]) -> str | None:
+    """The executed amount an ORDER_STATUS_UPDATE implies (original - remaining), if it says both."""
+    try:
+        return str(Decimal(str(payload["originalQuantity"])) - Decimal(str(payload["remainingQuantity"])))
+    except (KeyError, ArithmeticError, ValueError, TypeError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -418,6 +462,8 @@ class ClientState:
     to: str
     where: str | None
     reason: str | None
+    executed: str | None = None  # executed_amount_base, when the producer records it
+    lost_resolved: bool = False
 
 
 @dataclass
@@ -425,6 +471,8 @@ class ClientOrder:
     cid: str
     states: list[ClientState] = field(default_factory=list)
     exchange_ids: set[str] = field(default_factory=set)
+    #: executed amounts the connector's ORDER_FILL records reported
+    fill_executed: list[str] = field(default_factory=list)
 
     def state_before(self, t: int, index: int) -> ClientState | None:
         last = None
@@ -450,10 +498,20 @@ class ClientView:
             if not isinstance(to, str) or not to:
                 raise ValueError(f"record {i} (client ORDER_STATE): field 'to' missing or empty")
             order = self.orders.setdefault(cid, ClientOrder(cid))
-            order.states.append(ClientState(r["t"], i, d.get("from"), to, d.get("where"), d.get("reason")))
+            executed = d.get("executed_amount_base")
+            order.states.append(ClientState(r["t"], i, d.get("from"), to, d.get("where"), d.get("reason"),
+                                            None if executed is None else str(executed),
+                                            bool(d.get("lost_resolved"))))
             if d.get("exchange_order_id"):
                 order.exchange_ids.add(str(d["exchange_order_id"]))
             self.transitions.append((i, r))
+        # ORDER_FILL: a fill the connector applied (also after the order's end, which no ORDER_STATE shows)
+        for r in records:
+            if _is_record(r) and r["kind"] == "client" and r["type"] == "ORDER_FILL":
+                d = _data(r)
+                co = self.orders.get(str(d.get("client_order_id")))
+                if co is not None and d.get("executed_amount_base") not in (None, ""):
+                    co.fill_executed.append(str(d["executed_amount_base"]))
         for order in self.orders.values():
             order.states.sort(key=lambda s: (s.t, s.index))
 
@@ -629,9 +687,10 @@ def _limit(spec: CheckSpec, name: str) -> tuple[str | None, float | None]:
             if value is False:
                 return key, None
             return key, value
-    if name in HARD_DEFAULTS:
-        return "(hard invariant)", HARD_DEFAULTS[name]
+    if name in DEFAULT_THRESHOLDS:
+        return "(default)", DEFAULT_THRESHOLDS[name]
     return None, None
+
 
 
 def _judge(
@@ -650,7 +709,7 @@ def _judge(
         held = value <= limit
         notes.append(f"{what} {value} (allowed {limit})")
     else:
-        notes.append(f"{what} {value} (no threshold)")
+        notes.append(f"{what} {value} (switched off)")
     for fkey, (check, figure) in FIGURE_LIMITS.items():
         if check != name or fkey not in ctx.spec.thresholds or ctx.spec.thresholds[fkey] is False:
             continue
@@ -692,9 +751,9 @@ def _skipped(name: str, why: str) -> CheckResult:
 def check_max_open_orders(ctx: _Ctx) -> CheckResult:
     spec = ctx.spec
     series = ctx.server.series
-    _, threshold = _limit(spec, "max_open_orders")
-    if spec.thresholds.get("max_open_orders") is True:
-        threshold = spec.levels  # `max_open_orders = true`: no more than the configured levels
+    key, threshold = _limit(spec, "max_open_orders")
+    if spec.thresholds.get("max_open_orders") is True or key == "(default)":
+        threshold = spec.levels  # `true` or no key: no more than the configured levels
     limit = spec.levels if threshold is None else threshold
     grace_ns = int(spec.grace_s * 1e9)
     peak, peak_t = 0, 0
@@ -738,7 +797,7 @@ def check_max_open_orders(ctx: _Ctx) -> CheckResult:
         "source": ctx.server.source,
     }
     held = None if threshold is None else violation is None
-    core = f"peak {peak} (limit {limit}, slack {spec.slack}" + (", no threshold)" if threshold is None else ")")
+    core = f"peak {peak} (limit {limit}, slack {spec.slack}" + (", switched off)" if threshold is None else ")")
     ids: set[str] = set()
     if violation is not None:
         t_v = ctx.records[violation[0]]["t"]
@@ -746,12 +805,73 @@ def check_max_open_orders(ctx: _Ctx) -> CheckResult:
     return _result(ctx, "max_open_orders", held, figures, violation and (violation[0], violation[1], ids), core)
 
 
+def strategy_intents(records: list[dict[str, Any]]) -> dict[str, str]:
+    """client order id -> the strategy intent its ``strategy`` ``CREATE`` was for.
+
+    A CREATE's ``intent`` field when it has one (the reference loop writes ``c<cycle>/<side>/<level>``);
+    else ``cycle``/``side``/``level`` fields; else derived: CREATEs less than 100 ms apart are one
+    refresh cycle, and the level is the order's position among that cycle's CREATEs of its side."""
+    out: dict[str, str] = {}
+    cycle = -1
+    last_t: int | None = None
+    per_side: dict[str, int] = {}
+    for r in records:
+        if not _is_record(r) or r["kind"] != "strategy" or r["type"] != "CREATE":
+            continue
+        d = _data(r)
+        cid = d.get("client_order_id")
+        if last_t is None or r["t"] - last_t > INTENT_GAP_NS:
+            cycle += 1
+            per_side = {}
+        last_t = r["t"]
+        side = str(d.get("side") or "")
+        level = per_side.get(side, 0)
+        per_side[side] = level + 1
+        if not isinstance(cid, str) or not cid:
+            continue
+        if isinstance(d.get("intent"), str) and d["intent"]:
+            out[cid] = d["intent"]
+        elif "cycle" in d and "side" in d and "level" in d:
+            out[cid] = f"c{d['cycle']}/{d['side']}/{d['level']}"
+        elif side:
+            out[cid] = f"c{cycle}/{side}/{level}"
+    return out
+
+
+def _intent_duplicates(ctx: _Ctx) -> list[Duplicate]:
+    """Orders opened on the exchange while another order of the same strategy intent is open."""
+    intents = strategy_intents(ctx.records)
+    if not intents:
+        return []
+    groups: dict[str, list[tuple[int, int, int, ServerOrder]]] = {}  # intent -> open intervals
+    for o in ctx.server.orders.values():
+        cid = ctx.cid_of(o)
+        intent = intents.get(cid) if cid else None
+        if intent is None:
+            continue
+        for start, end, idx in o.open_intervals(ctx.t_end):
+            groups.setdefault(intent, []).append((start, idx, end, o))
+    found: list[Duplicate] = []
+    for intent, spans in groups.items():
+        spans.sort(key=lambda x: (x[0], x[1]))
+        for n, (start, idx, _end, o) in enumerate(spans):
+            other = next((p for p in spans[:n] if p[3] is not o and p[3].cid != o.cid and p[0] <= start < p[2]),
+                         None)
+            if other is not None:  # the same customerOrderId twice is the per-cid check's
+                found.append(Duplicate(idx, intent, o.order_id, other[3].order_id))
+    found.sort(key=lambda d: d.index)
+    return found
+
+
 def check_duplicate_orders(ctx: _Ctx) -> CheckResult:
     dups = ctx.server.duplicates
+    intent_dups = _intent_duplicates(ctx)
     figures = {
         "duplicates": len(dups),
+        "intent_duplicates": len(intent_dups),
         "failed_duplicate_attempts": len(ctx.server.failed_duplicate_attempts),
         "cids": sorted({d.cid for d in dups})[:20],
+        "intents": [d.cid for d in intent_dups][:20],
         "source": ctx.server.source,
     }
     violation = None
@@ -759,7 +879,12 @@ def check_duplicate_orders(ctx: _Ctx) -> CheckResult:
         d = dups[0]
         violation = (d.index, f"order {d.order_id} accepted with customerOrderId {d.cid} while {d.other} is open",
                      {d.cid, d.order_id, d.other})
-    return _judge(ctx, "duplicate_orders", len(dups), figures, violation, "accepted duplicates")
+    if intent_dups and (violation is None or intent_dups[0].index < violation[0]):
+        d = intent_dups[0]
+        violation = (d.index, f"order {d.order_id} open for strategy intent {d.cid} while {d.other} (same intent, "
+                              "another customerOrderId) is open", {d.order_id, d.other})
+    return _judge(ctx, "duplicate_orders", len(dups) + len(intent_dups), figures, violation,
+                  "accepted duplicates")
 
 
 def _first_open_violation(ctx: _Ctx, orders: list[ServerOrder], what: str) -> tuple[int, str, set[str]] | None:
@@ -891,23 +1016,33 @@ def check_phantom_open(ctx: _Ctx) -> CheckResult:
     for cid, co in ctx.client.orders.items():
         server_orders = ctx.server.orders_for(cid, co.exchange_ids)
         changes = sorted((c[0], c[1]) for o in server_orders for c in o.changes)
-        for n, st in enumerate(co.states):
+        n = 0
+        while n < len(co.states):
+            st = co.states[n]
             # I3 judges the tracker's active orders; an OPEN in the cache (a resurrection)
             # is final_state_exit's business. No `where` at all (a foreign adapter): judged.
+            # A stretch starts at OPEN/PARTIALLY_FILLED and goes on through PENDING_CANCEL: the
+            # order is still believed on the book while it is being cancelled.
             if st.to not in BELIEVED_OPEN or st.where not in ("active", None):
+                n += 1
                 continue
+            m = n + 1
+            while m < len(co.states) and co.states[m].to in STILL_ON_BOOK and co.states[m].where in ("active", None):
+                m += 1
             a = st.t
-            b = co.states[n + 1].t if n + 1 < len(co.states) else ctx.t_end
+            b = co.states[m].t if m < len(co.states) else ctx.t_end
             hit = _mismatch(server_orders, changes, a, st.index, b, grace_ns)
             if hit is not None:
                 found.append((hit[0], hit[1], cid))
                 break
+            n = m
     found.sort()
     figures = {"phantom_open": len(found), "cids": [f[2] for f in found][:20]}
     violation = None
     if found:
         _, idx, cid = found[0]
-        violation = (idx, f"client believes {cid} OPEN but the exchange has not held it open for {ctx.spec.grace_s}s",
+        violation = (idx, f"client believes {cid} OPEN (or being cancelled) but the exchange has not held it "
+                          f"open for {ctx.spec.grace_s}s",
                      {cid})
     return _judge(ctx, "phantom_open", len(found), figures, violation, "phantom open orders")
 
@@ -963,6 +1098,95 @@ def check_final_state_exit(ctx: _Ctx) -> CheckResult:
         violation = (i, f"{d.get('client_order_id')} left final state {d.get('from')} for {d.get('to')}",
                      {d.get("client_order_id") or ""})
     return _judge(ctx, "final_state_exit", len(exits), figures, violation, "exits from a final state")
+
+
+# The client's final state -> the exchange statuses that agree with it.
+# The outcomes a client's final state agrees with. CANCELED and FAILED both say "off the book, and no
+# more will fill": which one it was does not change the position (the executed amount is compared too).
+_OUTCOME_AGREES = {
+    "FILLED": {"Filled"},
+    "CANCELED": {"Cancelled", "Failed"},
+    "FAILED": {"Failed", "Cancelled"},
+}
+
+
+def _amount(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(value)
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def check_final_outcome(ctx: _Ctx) -> CheckResult:
+    """Each order's last client ORDER_STATE against the exchange's final status at the end of the run."""
+    found: list[tuple[int, str, str, set[str]]] = []  # (index, cid, what, ids)
+    by_kind: dict[str, int] = {}
+    judged = not_final_on_exchange = lost = unknown_outcome = 0
+    for cid, co in ctx.client.orders.items():
+        last = co.states[-1]
+        if last.to not in TERMINAL_CLIENT:
+            continue  # the client does not believe it final: nothing to compare
+        if last.where == "lost" or last.lost_resolved:
+            lost += 1  # "unknown, keep cancelling" (or dropped once resolved): not a belief
+            continue
+        server_orders = ctx.server.orders_for(cid, co.exchange_ids)
+        if any(o.is_open for o in server_orders):
+            not_final_on_exchange += 1  # orphans' business
+            continue
+        # the record where the client declared its final state (the start of the last stretch in it)
+        k = len(co.states) - 1
+        while k > 0 and co.states[k - 1].to == last.to:
+            k -= 1
+        declared = co.states[k]
+        judged += 1
+        if not server_orders:
+            if last.to == "FILLED":  # nothing was ever on the exchange to fill
+                kind = "FILLED vs absent"
+                by_kind[kind] = by_kind.get(kind, 0) + 1
+                found.append((declared.index, cid, f"client declared {cid} FILLED but the exchange never had it",
+                              {cid}))
+            continue
+        # an order that was on the book (not a refused duplicate attempt under the same
+        # customerOrderId); the one the client knows, else the most advanced outcome among them
+        lived = [o for o in server_orders if o.ever_open] or server_orders
+        known = [o for o in lived if o.order_id in co.exchange_ids] or lived
+        rank = {"Filled": 3, "Cancelled": 2, "Failed": 1}
+        order = max(known, key=lambda o: (rank.get(o.status, 0), o.status_index))
+        if order.status not in rank:
+            unknown_outcome += 1  # closed by a snapshot that no longer lists it: how it ended is unknown
+            judged -= 1
+            continue
+        ids = {cid, order.order_id}
+        if order.status not in _OUTCOME_AGREES[last.to]:
+            kind = f"{last.to} vs {order.status or 'unknown'}"
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            found.append((declared.index, cid, f"client declared {cid} {last.to} but the exchange ended it "
+                                               f"{order.status or 'unknown'} (order {order.order_id})", ids))
+            continue
+        if last.to == "FILLED":
+            continue  # Filled on both sides: the whole amount executed
+        client_exec = max((a for e in [s.executed for s in co.states] + co.fill_executed
+                           if (a := _amount(e)) is not None), default=None)
+        server_exec = _amount(order.filled)
+        if client_exec is not None and server_exec is not None and client_exec != server_exec:
+            kind = f"{last.to} executed {client_exec} vs {server_exec}"
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            found.append((declared.index, cid, f"client declared {cid} {last.to} having executed {client_exec}, "
+                                               f"the exchange executed {server_exec} (order {order.order_id})", ids))
+    found.sort(key=lambda f: f[0])
+    figures = {
+        "mismatches": len(found),
+        "by_kind": by_kind,
+        "cids": [f[1] for f in found][:20],
+        "judged": judged,
+        "not_final_on_exchange": not_final_on_exchange,
+        "unknown_outcome": unknown_outcome,
+        "lost": lost,
+    }
+    violation = (found[0][0], found[0][2], found[0][3]) if found else None
+    return _judge(ctx, "final_outcome", len(found), figures, violation, "final outcome mismatches")
 
 
 def check_place_resolves(ctx: _Ctx) -> CheckResult:
@@ -1150,13 +1374,14 @@ _CLIENT_CHECKS = {
     "orphans": check_orphans,
     "phantom_open": check_phantom_open,
     "final_state_exit": check_final_state_exit,
+    "final_outcome": check_final_outcome,
     "place_resolves": check_place_resolves,
     "cancel_resolves": check_cancel_resolves,
 }
 
 
 _CHECKS = {**_SERVER_CHECKS, **_CLIENT_CHECKS, "requote": check_requote}
-_NEEDS_SERVER = {*_SERVER_CHECKS, "false_cancels", "orphans", "phantom_open"}
+_NEEDS_SERVER = {*_SERVER_CHECKS, "false_cancels", "orphans", "phantom_open", "final_outcome"}
 
 
 def run_checks(records: Iterable[dict[str, Any]], spec: CheckSpec | None = None) -> list[CheckResult]:

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "replay": "replay.replay_command:replay",
     "bench": "replay.bench_command:bench",
     "check": "replay.check_command:check",
+    "explore": "replay.explore_command:explore",
 }
 
 

@@ -58,7 +58,9 @@ TOML layout::
     volatility_bps = 2
     step_interval_s = 1.0
     taker_probability = 0.3
-    taker_quantity = "0.002"
+    taker_quantity = "0.002"         # every taker's amount, unless a range is given:
+    taker_min_quantity = "0.0002"   # optional: draw each taker's amount uniformly from
+    taker_max_quantity = "0.002"    #   [min, max] (one bound alone: the other is taker_quantity)
     taker_min_depth_bps = 5
     taker_max_depth_bps = 50
 
@@ -113,6 +115,13 @@ class MarketParams:
     Its ladder sits from ``spread_bps / 2`` away from the mid outwards, one level every
     ``level_step_bps``; takers cross to a depth drawn from
     ``[taker_min_depth_bps, taker_max_depth_bps]`` away from the mid.
+
+    A taker's amount is ``taker_quantity`` unless ``taker_min_quantity`` or
+    ``taker_max_quantity`` is set: then it is drawn uniformly from ``[taker_min_quantity,
+    taker_max_quantity]`` (a bound left unset is ``taker_quantity``), floored to the pair's
+    ``base_decimals``. A range reaching below a bot's quote (0.001 BTC) leaves some of the
+    bot's orders Partially Filled; with neither set (the default) no amount is drawn, so
+    existing seeds give the same market as before.
     """
 
     mid: Decimal
@@ -126,6 +135,16 @@ class MarketParams:
     level_step_bps: Decimal = Decimal("5")
     taker_min_depth_bps: Decimal = Decimal("5")
     taker_max_depth_bps: Decimal = Decimal("50")
+    taker_min_quantity: Decimal | None = None
+    taker_max_quantity: Decimal | None = None
+
+    def taker_quantity_range(self) -> tuple[Decimal, Decimal] | None:
+        """``(low, high)`` when takers' amounts are drawn, None when every taker is ``taker_quantity``."""
+        if self.taker_min_quantity is None and self.taker_max_quantity is None:
+            return None
+        low = self.taker_min_quantity if self.taker_min_quantity is not None else self.taker_quantity
+        high = self.taker_max_quantity if self.taker_max_quantity is not None else self.taker_quantity
+        return low, high
 
 
 @dataclass
@@ -379,6 +398,14 @@ def _market(v: _V, raw: Any, key: str) -> MarketParams:
     )
     if mp.taker_max_depth_bps < mp.taker_min_depth_bps:
         raise v.err(k("taker_max_depth_bps"), "must not be below taker_min_depth_bps")
+    for name in ("taker_min_quantity", "taker_max_quantity"):
+        if name in t:
+            setattr(mp, name, v.decimal(t[name], k(name), positive=True))
+    quantities = mp.taker_quantity_range()
+    if quantities is not None and quantities[1] < quantities[0]:
+        bad = "taker_max_quantity" if "taker_max_quantity" in t else "taker_min_quantity"
+        raise v.err(k(bad), "the taker amount range is empty: taker_max_quantity (default taker_quantity) "
+                    "must not be below taker_min_quantity (default taker_quantity)")
     return mp
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
@@ -13,7 +14,16 @@ from typing import Any, Callable, NoReturn
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -176,6 +186,26 @@ def _trace_file(trace_path: Path | None, many: bool, scenario_name: str, label: 
     return trace_path.with_name(f"{stem}-{scenario_name}-{safe}{rest}")
 
 
+def check_sweep_options(seeds: int | None, workers: int | None, dask: str | None, trace_path: Path | None) -> None:
+    """Refuse sweep options that do not go together (ValueError), before anything runs."""
+    if seeds is None:
+        for given, option in ((workers is not None, "--workers"), (dask is not None, "--dask")):
+            if given:
+                raise ValueError(f"{option} goes with --seeds N (a sweep); a single run runs in this process")
+        return
+    if seeds < 1:
+        raise ValueError(f"--seeds {seeds}: expected a number of seeds >= 1")
+    if trace_path is not None:
+        raise ValueError("--trace writes one run's trace and does not go with --seeds: re-run a failing seed's "
+                         "reproduce command with --trace FILE")
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers {workers}: expected a number >= 1")
+    if workers is not None and dask is not None:
+        raise ValueError("--workers and --dask exclude each other: with --dask the cluster's workers run the sweep")
+    if dask is not None and not dask.strip():
+        raise ValueError("--dask: expected a scheduler address, e.g. tcp://127.0.0.1:8786")
+
+
 @click.command("run")
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--policy", "policies", multiple=True, metavar="P",
@@ -196,13 +226,29 @@ def _trace_file(trace_path: Path | None, many: bool, scenario_name: str, label: 
                    "Default: the scenario's scenario.seed.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every run (connector, policy, seed, checks, figures, verdict, unexpected checks, the "
-                   "reproduce command, perturbations applied) to this JSON file: {schema_version, runs}.")
+                   "reproduce command, perturbations applied) to this JSON file: {schema_version, runs}. With --seeds: "
+                   "{schema_version, runs, sweep}, a compact row per run (README: Seed sweeps).")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the run's trace (capture format) here. With several runs, "
                    "'-<scenario>-<connector and policy>' is added before the suffix.")
 @click.option("--real-time", is_flag=True, help="Run on the wall clock instead of virtual time (slower).")
 @click.option("--timeline/--no-timeline", default=True, help="Print the messages around each first violation.")
-def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_path, real_time, timeline):
+@click.option("--seeds", type=int, default=None, metavar="N",
+              help="Sweep: run every scenario, connector and policy under N seeds (0..N-1, or S..S+N-1 with "
+                   "--seed S) and report per column the runs in which a check was violated, the failure rate "
+                   "with its exact one-sided 95 % upper bound (0 of 500: 'below 0.6 %'), which checks failed "
+                   "and the first failing seeds with their reproduce commands. --json then holds "
+                   "{schema_version, runs (a compact row per run), sweep}. Not with --trace: re-run a failing "
+                   "seed's reproduce command with --trace to get its trace.")
+@click.option("--workers", type=int, default=None, metavar="N",
+              help="With --seeds: runs at a time, in local worker processes (default: the cores this process "
+                   "may use; 1: one after another in this process).")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
+              help="With --seeds: run on a Dask cluster, e.g. tcp://scheduler:8786 (needs the 'dask' extra: "
+                   "pip install 'valr-replay[dask]'; every worker needs valr-replay, and your connector module, "
+                   "installed).")
+def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_path, real_time, timeline, seeds,
+        workers, dask_address):
     """Run SCENARIO files against the fake VALR server with a connector and a pure market-making
     loop (the reference connector and our loop, or a Hummingbot connector and Hummingbot's own
     PMM), then check the invariants.
@@ -214,6 +260,9 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
     What a run is expected to violate comes from the scenario, by what ran: [expect.connector."C"]
     (and [expect.connector."C".policy.P]), then [expect.policy.P] for a connector that takes our
     policies; otherwise the base [expect], where every check must hold (also with --expect-hold).
+
+    With --seeds N the runs are a sweep (see --seeds), in parallel (--workers, --dask), with a
+    live progress bar on a terminal.
 
     Exit status: 0 when every run came out as expected; 1 when one did not; 2 for bad input
     (refused before anything runs) or a run that could not be carried out (the others still run,
@@ -232,9 +281,10 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
         check_writable(json_path, "--json")
         specs = list(dict.fromkeys(connectors)) or list(dict.fromkeys(s.bot.connector for s in loaded))
         takes_policy = {spec: check_connector(spec) for spec in specs}
+        check_sweep_options(seeds, workers, dask_address, trace_path)
     except (ScenarioError, ValueError, OSError) as exc:
         fail(console, str(exc))
-    _hand_to_hummingbot_env(specs, console)
+    _hand_to_hummingbot_env(specs, console)  # the command line as given: --seeds, --workers, --dask too
 
     plan = []
     for scenario in loaded:
@@ -242,6 +292,10 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
             run_policies = policies or (scenario.bot.policy,)
             for policy in run_policies if takes_policy[spec] else run_policies[:1]:
                 plan.append((scenario, spec, policy))
+    if seeds is not None:
+        run_sweep(console, out, plan, takes_policy, first_seed=0 if seed is None else seed, count=seeds,
+                  workers=workers, dask=dask_address, expect_hold=expect_hold, real_time=real_time,
+                  json_path=json_path, schema_version=JSON_SCHEMA_VERSION)
     results: list[Any] = []
     for scenario, spec, policy in plan:
         run_seed = scenario.seed if seed is None else seed
@@ -322,13 +376,136 @@ def print_table(out: Console, runs: list, timeline: bool, title: str | None = No
 
 
 def finish(console: Console, results: list, json_path: Path | None, json_rows: list | None = None, *,
-           schema_version: int | None = None, code: int | None = None) -> NoReturn:
-    """Write the JSON (``{"schema_version", "runs"}``; ``json_rows`` default each result's
-    ``to_json()``) and exit: ``code`` when given, else 0 when every run came out as expected, else 1."""
+           schema_version: int | None = None, code: int | None = None,
+           extra: dict[str, Any] | None = None) -> NoReturn:
+    """Write the JSON (``{"schema_version", "runs"}``, plus ``extra``'s keys; ``json_rows`` default each
+    result's ``to_json()``) and exit: ``code`` when given, else 0 when every run came out as expected, else 1."""
     if schema_version is None:
         from .runner import JSON_SCHEMA_VERSION as schema_version
     if json_path is not None:
         rows = json_rows if json_rows is not None else [r.to_json() for r in results]
-        json_path.write_text(json.dumps({"schema_version": schema_version, "runs": rows}, indent=2, default=str))
+        doc = {"schema_version": schema_version, "runs": rows, **(extra or {})}
+        json_path.write_text(json.dumps(doc, indent=2, default=str))
         console.print(f"wrote {json_path}", markup=False, highlight=False)
     sys.exit(code if code is not None else (0 if all(r.as_expected for r in results) else 1))
+
+
+# --- seed sweeps (run --seeds) ------------------------------------------------------------------------
+
+#: failing seeds shown per column (--json has them all)
+SHOWN_SEEDS = 3
+
+
+class _RunsPerSecond(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        return Text(f"{task.completed / elapsed:.1f} runs/s" if elapsed > 0 and task.completed else "- runs/s")
+
+
+def run_sweep(console: Console, out: Console, plan: list, takes_policy: dict[str, bool], *, first_seed: int,
+              count: int, workers: int | None, dask: str | None, expect_hold: bool, real_time: bool,
+              json_path: Path | None, schema_version: int) -> NoReturn:
+    """``run --seeds``: every (scenario, connector, policy) of ``plan`` under seeds first_seed.. (count of
+    them), on a :class:`~replay.workers.RunPool`; a table of failure rates per scenario, then exit."""
+    from .runner import run_label
+    from .sweep import Tally, not_run, run_one
+    from .workers import RunPool, TaskFailed
+
+    tallies: dict[int, Tally] = {}
+    for i, (scenario, spec, policy) in enumerate(plan):
+        tallies[i] = Tally(scenario.name, run_label(spec, policy, takes_policy[spec]), spec,
+                           policy if takes_policy[spec] else None)
+    jobs = [(i, s) for s in range(first_seed, first_seed + count) for i in range(len(plan))]
+    try:
+        pool = RunPool(workers=workers, dask=dask)
+    except RuntimeError as exc:
+        fail(console, str(exc))
+    except Exception as exc:  # noqa: BLE001 - whatever distributed raises for an address it cannot reach
+        fail(console, f"--dask {dask}: cannot use the scheduler: {type(exc).__name__}: {exc}")
+    where = pool.where
+    last = first_seed + count - 1
+    console.print(Text.assemble(("sweep", "bold"), f": seeds {first_seed}..{last}, {len(plan)} "
+                                f"column{'s' if len(plan) > 1 else ''}, {len(jobs)} runs on {where}"))
+    # in this process a run happens at submit: one at a time keeps the progress live; else two per worker
+    window = 1 if pool.workers == 1 and dask is None else 2 * pool.workers
+    cwd = os.getcwd()
+    submitted: dict[int, tuple[int, int]] = {}
+    done = 0
+    interrupted = False
+    started = time.perf_counter()
+    with pool, Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), _RunsPerSecond(),
+                        TextColumn("{task.fields[failures]} failed"), TimeElapsedColumn(), console=console,
+                        transient=True, disable=not console.is_terminal) as progress:
+        overall = progress.add_task("all", total=len(jobs), failures=0)
+        bars = {i: progress.add_task(escape(f"{t.scenario} [{t.label}]"), total=count, failures=0)
+                for i, t in tallies.items()}
+        try:
+            while done < len(jobs):
+                while len(submitted) < window and len(submitted) + done < len(jobs):
+                    i, run_seed = jobs[len(submitted) + done]
+                    scenario, spec, policy = plan[i]
+                    ticket = pool.submit(run_one, scenario, policy, run_seed, spec, expect_hold, not real_time,
+                                         tallies[i].label, cwd)
+                    submitted[ticket] = (i, run_seed)
+                try:
+                    ticket, summary = pool.next_done()
+                except TaskFailed as exc:  # a bug, or a lost worker: that run is reported as not carried out
+                    ticket = exc.ticket
+                    i, run_seed = submitted[ticket]
+                    scenario, spec, policy = plan[i]
+                    summary = not_run(scenario, policy, run_seed, spec, expect_hold, tallies[i].label,
+                                      f"{type(exc.error).__name__}: {exc.error}")
+                i, _ = submitted.pop(ticket)
+                done += 1
+                tallies[i].add(summary)
+                progress.update(bars[i], advance=1, failures=tallies[i].failures)
+                progress.update(overall, advance=1, failures=sum(t.failures for t in tallies.values()))
+        except KeyboardInterrupt:
+            interrupted = True
+    elapsed = time.perf_counter() - started
+    console.print(f"{done} runs in {elapsed:.1f} s ({done / elapsed if elapsed else 0:.1f} runs/s) on {where}"
+                  + (f"; interrupted: {len(jobs) - done} runs not done" if interrupted else ""),
+                  markup=False, highlight=False)
+
+    for name in dict.fromkeys(t.scenario for t in tallies.values()):
+        print_sweep_table(out, [t for t in tallies.values() if t.scenario == name], first_seed, last)
+    errors = [r for t in tallies.values() for r in t.errors]
+    for t in tallies.values():
+        for r in t.errors[:SHOWN_SEEDS]:
+            console.print(Text(f"{t.scenario} / {t.label} / seed {r.seed}: run failed: ", style="red")
+                          + Text(r.error or ""))
+    summaries = [r for t in tallies.values() for r in t.runs]
+    extra = {"sweep": {"first_seed": first_seed, "seeds": count, "where": where, "expect_hold": expect_hold,
+                       "interrupted": interrupted, "wall_seconds": round(elapsed, 3),
+                       "labels": [t.to_json() for t in tallies.values()]}}
+    rows = [row for t in tallies.values() for row in t.rows()]
+    code = 130 if interrupted else (2 if errors else None)
+    finish(console, summaries, json_path, rows, schema_version=schema_version, code=code, extra=extra)
+
+
+def print_sweep_table(out: Console, tallies: list, first_seed: int, last_seed: int) -> None:
+    """One scenario's sweep: per column the runs, the failures and their rate, the verdicts and the
+    checks that failed; then the first failing seeds of each column with their reproduce commands."""
+    table = Table(title=f"{tallies[0].scenario} (seeds {first_seed}..{last_seed})")
+    for heading in ("", "runs", "failed", "failure rate", "as expected", "violated checks (runs)"):
+        table.add_column(heading)
+    for t in tallies:
+        verdict = f"{t.as_expected}/{len(t.runs)}"
+        table.add_row(escape(t.label), str(t.n), str(t.failures), t.described,
+                      f"[green]{verdict}[/green]" if t.as_expected == len(t.runs) else f"[red]{verdict}[/red]",
+                      escape(", ".join(f"{name} {n}" for name, n in t.by_check.items())) or "-")
+    out.print(table)
+    for t in tallies:
+        # the runs that set the exit status first; then the failing ones, when they are not the same runs
+        unexpected = [r for r in t.runs if not r.as_expected and r.error is None]
+        failing = t.failing if t.failing != unexpected else []
+        for runs, what in ((unexpected, "seeds not as expected"), (failing, "failing seeds")):
+            if not runs:
+                continue
+            more = f" (of {len(runs)}; --json has them all)" if len(runs) > SHOWN_SEEDS else ""
+            out.print(Text.assemble((f"{t.label}: {what}", "bold"), more))
+            for r in runs[:SHOWN_SEEDS]:
+                note = "" if r.as_expected else f"; NOT as expected (unexpected: {', '.join(r.unexpected)})"
+                out.print(f"  seed {r.seed}: {', '.join(r.violated) or 'no check violated'}{note}",
+                          markup=False, highlight=False)
+                out.print(f"    {r.reproduce}", markup=False, highlight=False, soft_wrap=True)

@@ -212,6 +212,13 @@ def loads_scenario(text: str, path: str | Path = "<string>") -> Scenario:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(p, None, f"invalid TOML: {exc}") from None
+    return scenario_from_doc(doc, p)
+
+
+def scenario_from_doc(doc: dict[str, Any], path: str | Path = "<string>") -> Scenario:
+    """Validate an already parsed scenario document (what ``tomllib`` gives for a file); ``path``
+    names it in errors and anchors relative paths. The explorer builds its variants this way."""
+    p = Path(path)
     try:
         return _build(doc, p)
     except ScenarioError:

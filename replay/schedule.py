@@ -9,6 +9,14 @@ Messages of the SAME type on the same connection stay in production order
 (deliver_at = max(drawn, last deliver_at of that type on that connection)); only a
 ``reorder`` perturbation breaks that. Ties are broken by sequence number.
 
+Besides outbound messages the schedule decides the faults of inbound traffic: which REST
+requests get an error instead of an answer (``http_fault``, the ``http_error`` action) and
+which account-WebSocket commands get VALR's rate-limit reply instead of being executed
+(``ws_command_fault``, the ``ws_error`` action). The ``pct`` action is a PCT-style
+(probabilistic concurrency testing, as in Coyote) delivery strategy: each matching stream
+(connection kind + message type) has a random priority, lower-priority streams are delivered
+later, and at ``depth - 1`` random points the top stream is demoted (see :class:`Pct`).
+
 Everything here is driven by the caller's timestamps (loop seconds); there is no clock,
 no asyncio and no socket. Every random draw comes from one ``random.Random(seed)``,
 consumed in call order, so the same seed and the same sequence of calls give the same
@@ -50,11 +58,15 @@ __all__ = [
     "HttpFault",
     "LatencyModel",
     "Match",
+    "Pct",
     "Perturbation",
     "PREDICATES",
     "Reorder",
     "ResendStale",
     "SpecError",
+    "WS_COMMAND_TYPES",
+    "WsCommandFault",
+    "WsError",
     "perturbation_from_spec",
 ]
 
@@ -76,6 +88,16 @@ class HttpFault:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WsCommandFault:
+    """Answer an account-WebSocket command with VALR's rate-limit reply (status 429:
+    ``RATE_LIMIT_EXCEEDED`` naming the command's type, with its ``clientMsgId``, as the server's
+    own per-connection write limit answers) or, with status 0, swallow it unanswered (the client
+    times out). Either way the command is not executed."""
+
+    status: int
 
 
 class Applied(NamedTuple):
@@ -103,6 +125,8 @@ PREDICATES = {
 BOOK_DIFF_TYPES = frozenset({"FULL_ORDERBOOK_UPDATE", "OB_L1_DIFF"})
 
 PLACE_REPLY_TYPES = frozenset({"PLACE_LIMIT_WS_RESPONSE", "PLACE_MARKET_WS_RESPONSE"})
+#: the account-WebSocket write commands (the server's WS_RATE_KINDS): what ``ws_error`` matches
+WS_COMMAND_TYPES = ("PLACE_LIMIT_ORDER", "PLACE_MARKET_ORDER", "CANCEL_LIMIT_ORDER", "MODIFY_ORDER", "BATCH_ORDERS")
 _CONN_KINDS = ("account", "trade", "rest", "engine")
 
 
@@ -239,8 +263,50 @@ class HttpError(Perturbation):
         return HttpFault(self.status, body, headers)
 
 
+@dataclass(frozen=True)
+class WsError(Perturbation):
+    """Answer matching account-WebSocket commands (``match.type`` names the inbound command:
+    PLACE_LIMIT_ORDER, CANCEL_LIMIT_ORDER, ...; none = every write command) with VALR's
+    rate-limit reply instead of executing them (status 429), or swallow them unanswered
+    (status 0). See :class:`WsCommandFault`."""
+
+    status: int = 429
+    kind: ClassVar[str] = "ws_error"
+    default_types: ClassVar[tuple[str, ...]] = WS_COMMAND_TYPES
+
+    def fault(self) -> WsCommandFault:
+        return WsCommandFault(self.status)
+
+
+@dataclass(frozen=True)
+class Pct(Perturbation):
+    """PCT-style delivery (probabilistic concurrency testing, as in Microsoft Coyote).
+
+    A *stream* is a connection kind and a message type (``account``/``ORDER_STATUS_UPDATE``),
+    over every connection of that kind. Each matching stream is given a random place in a
+    priority list when its first matching message is seen (inserted at a uniformly drawn
+    position). A matching message gets ``window * rank / n`` of extra delivery delay, where
+    ``rank`` is its stream's place in the list (0 = highest priority) and ``n`` the number of
+    streams seen so far: messages of higher-priority streams overtake those of lower-priority
+    ones. ``depth - 1`` change points are drawn when the schedule is built, distinct, uniformly
+    from 1..``horizon`` (counted in matching messages); at each, before that message's delay is
+    decided, the highest-priority stream is demoted to the lowest priority. Same-type FIFO per
+    connection still holds: the reordering is between streams.
+
+    Applied records: each change point as ``(now, name, <demoted stream's connection kind>,
+    "PCT_CHANGE_POINT <its type>")``; each message that gets a non-zero extra delay as
+    ``(now, name, conn, msg_type)``, like ``delay``.
+    """
+
+    depth: int = 3
+    window_s: float = 0.05
+    horizon: int = 200
+    kind: ClassVar[str] = "pct"
+
+
 KINDS: dict[str, type[Perturbation]] = {
-    cls.kind: cls for cls in (Delay, HoldUntil, Reorder, Drop, Duplicate, ResendStale, Disconnect, HttpError)
+    cls.kind: cls
+    for cls in (Delay, HoldUntil, Reorder, Drop, Duplicate, ResendStale, Disconnect, HttpError, WsError, Pct)
 }
 
 
@@ -260,6 +326,13 @@ class _Group:
     window_end: float
     conn: str
     items: list[tuple[float, int, float, str, Any]] = field(default_factory=list)  # key, seq, normal, type, msg
+
+
+@dataclass
+class _PctState:
+    change_points: frozenset[int]
+    order: list[tuple[str, str]] = field(default_factory=list)  # streams, highest priority first
+    count: int = 0
 
 
 _HISTORY_LIMIT = 4096
@@ -301,6 +374,13 @@ class DeliverySchedule:
         self._at_fired: set[int] = set()
         self._bot_orders: set[str] = set()
         self._pending_orders: dict[str, float] = {}
+        # pct perturbations' state by index; their change points are drawn here, up front, in
+        # perturbation order (a schedule without pct draws nothing here)
+        self._pct: dict[int, _PctState] = {}
+        for i, p in enumerate(self.perturbations):
+            if isinstance(p, Pct):
+                k = min(max(p.depth - 1, 0), p.horizon)
+                self._pct[i] = _PctState(frozenset(self._rng.sample(range(1, p.horizon + 1), k)))
 
     @classmethod
     def from_spec(
@@ -347,11 +427,14 @@ class DeliverySchedule:
         disconnects: list[Disconnect] = []
         history_key = (conn, msg_type)
         for i, p in enumerate(self.perturbations):
-            if isinstance(p, HttpError) or (isinstance(p, Disconnect) and p.timed):
+            if isinstance(p, (HttpError, WsError)) or (isinstance(p, Disconnect) and p.timed):
                 continue
             if isinstance(p, Delay) and "engine" in p.match.conns:
                 continue
             if not self._fires(i, p, now, conn, msg_type, message):
+                continue
+            if isinstance(p, Pct):
+                deliver_at += self._pct_extra(i, p, now, conn, msg_type)
                 continue
             if isinstance(p, (HoldUntil, Reorder)) and (hold is not None or reorder is not None):
                 continue  # a message sits in at most one hold or reorder window
@@ -490,6 +573,16 @@ class DeliverySchedule:
         """How many messages are queued (held and reorder-window messages included)."""
         return len(self._queue) + sum(len(g.items) for g in self._groups.values())
 
+    def ws_command_fault(self, now: float, conn: str, command: str) -> WsCommandFault | None:
+        """The fault to answer this account-WebSocket command (its ``type``, e.g.
+        ``PLACE_LIMIT_ORDER``) with, or None to execute it normally (``ws_error``)."""
+        self._ensure_start(now)
+        for i, p in enumerate(self.perturbations):
+            if isinstance(p, WsError) and self._fires(i, p, now, conn, command, None):
+                self._note_applied(Applied(now, p.name, conn, command))
+                return p.fault()
+        return None
+
     # --- REST and the matching engine -------------------------------------------------
     def http_fault(self, now: float, method: str, route: str) -> HttpFault | None:
         """The fault to answer this request with, or None to handle it normally."""
@@ -526,6 +619,22 @@ class DeliverySchedule:
         return delay
 
     # --- internals --------------------------------------------------------------------
+    def _pct_extra(self, i: int, p: Pct, now: float, conn: str, msg_type: str) -> float:
+        """A matching message's extra delay under pct ``i`` (see :class:`Pct`)."""
+        state = self._pct[i]
+        stream = (conn_kind(conn), msg_type)
+        if stream not in state.order:
+            state.order.insert(self._rng.randint(0, len(state.order)), stream)
+        state.count += 1
+        if state.count in state.change_points:
+            demoted = state.order.pop(0)
+            state.order.append(demoted)
+            self._note_applied(Applied(now, p.name, demoted[0], f"PCT_CHANGE_POINT {demoted[1]}"))
+        extra = p.window_s * state.order.index(stream) / len(state.order)
+        if extra > 0:
+            self._note_applied(Applied(now, p.name, conn, msg_type))
+        return extra
+
     def _ensure_start(self, now: float) -> None:
         if self.start is None:
             self.start = now
@@ -802,6 +911,10 @@ def perturbation_from_spec(spec: Any, key: str, index: int = 0) -> Perturbation:
         table = _action_table(value, akey, ("age", "after"), None)
     elif kind == "disconnect":
         table = _action_table(value, akey, ("at", "after_open", "gap", "code"), None)
+    elif kind == "ws_error":
+        table = _action_table(value, akey, ("status",), "status")
+    elif kind == "pct":
+        table = _action_table(value, akey, ("depth", "window", "horizon"), "depth")
     else:
         table = _action_table(value, akey, ("status", "route", "body", "headers"), "status")
 
@@ -851,6 +964,10 @@ def perturbation_from_spec(spec: Any, key: str, index: int = 0) -> Perturbation:
             gap_s=parse_duration(table.get("gap", 0), f"{akey}.gap"),
             code=_close_code(table["code"], f"{akey}.code") if "code" in table else None,
         )
+    if kind == "ws_error":
+        return _ws_error(match, name, table, key, akey)
+    if kind == "pct":
+        return _pct(match, name, table, key, akey)
     # http_error
     status = table.get("status", 429)
     if isinstance(status, bool) or not isinstance(status, int) or not (status == 0 or 400 <= status <= 599):
@@ -862,3 +979,45 @@ def perturbation_from_spec(spec: Any, key: str, index: int = 0) -> Perturbation:
     if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
         raise SpecError(f"{akey}.headers", "expected a table of header name -> string")
     return HttpError(match, name, status=status, route=route, body=table.get("body"), headers=dict(headers))
+
+
+def _ws_error(match: Match, name: str, table: Mapping[str, Any], key: str, akey: str) -> WsError:
+    status = table.get("status", 429)
+    if isinstance(status, bool) or status not in (429, 0):
+        raise SpecError(f"{akey}.status", f"expected 429 (RATE_LIMIT_EXCEEDED) or 0 (never answered), got {status!r}")
+    for j, t in enumerate(match.types):
+        if t not in WS_COMMAND_TYPES:
+            where = f"{key}.match.type" + (f"[{j}]" if len(match.types) > 1 else "")
+            raise SpecError(where, f"ws_error matches account WebSocket commands, not {t!r}: expected one of "
+                            f"{', '.join(WS_COMMAND_TYPES)}")
+    for c in match.conns:
+        if conn_kind(c) != "account":
+            raise SpecError(f"{key}.match.conn", f"ws_error matches account WebSocket commands: expected account "
+                            f"or a connection name like account-1, got {c!r}")
+    if match.route is not None:
+        raise SpecError(f"{key}.match.route", "ws_error matches WebSocket commands: use http_error for REST routes")
+    if match.predicate is not None:
+        raise SpecError(f"{key}.match.predicate", "ws_error matches commands by type; predicates ask about messages")
+    return WsError(match, name, status=status)
+
+
+def _positive_int(value: Any, key: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(key, f"expected {what} (an integer >= 1), got {value!r}")
+    return value
+
+
+def _pct(match: Match, name: str, table: Mapping[str, Any], key: str, akey: str) -> Pct:
+    depth = _positive_int(table.get("depth", 3), f"{akey}.depth", "the bug depth: 1 + the number of change points")
+    horizon = _positive_int(table.get("horizon", 200), f"{akey}.horizon",
+                            "how many matching messages the change points are drawn over")
+    window = parse_duration(table.get("window", "50ms"), f"{akey}.window")
+    if window <= 0:
+        raise SpecError(f"{akey}.window", "must be more than 0")
+    for c in match.conns:
+        if conn_kind(c) not in ("account", "trade"):
+            raise SpecError(f"{key}.match.conn", f"pct orders WebSocket message streams: expected account, trade or "
+                            f"a connection name like account-1, got {c!r}")
+    if match.route is not None:
+        raise SpecError(f"{key}.match.route", "pct orders WebSocket message streams, not REST responses")
+    return Pct(match, name, depth=depth, window_s=window, horizon=horizon)

@@ -262,13 +262,17 @@ class PureMarketMaking:
         )
 
     def _execute_proposal(self, proposal: Proposal, now: float) -> None:
-        for ps in (*proposal.buys, *proposal.sells):
+        # the refresh cycle this proposal is for: CREATE records name their intent (cycle, side,
+        # level) so the checks can tell a re-sent order from a fresh quote
+        cycle = self._cycles = getattr(self, "_cycles", 0) + 1
+        for level, ps in (*enumerate(proposal.buys), *enumerate(proposal.sells)):
             cid = self.connector.place(self.pair, ps.side, ps.price, ps.amount)
             self.tracked[cid] = TrackedOrder(cid, ps.side, ps.price, ps.amount, now)
             self.counts["created"] += 1
             self._record(
                 "CREATE",
-                {"client_order_id": cid, "side": ps.side, "price": str(ps.price), "amount": str(ps.amount)},
+                {"client_order_id": cid, "side": ps.side, "price": str(ps.price), "amount": str(ps.amount),
+                 "cycle": cycle, "level": level, "intent": f"c{cycle}/{ps.side}/{level}"},
             )
         self._set_timers(now)
 

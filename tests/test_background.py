@@ -9,7 +9,7 @@ import pytest
 from replay.config import MarketParams, default_config
 from replay.exchange import BackgroundMarket, Exchange
 from replay.exchange.events import AccountTrade, PublicTrade
-from replay.exchange.model import LimitRequest, Side
+from replay.exchange.model import LimitRequest, OrderStatus, Side
 
 
 def setup(seed: int = 1, **overrides):
@@ -89,6 +89,55 @@ def test_fills_a_resting_bot_order_within_n_steps():
             assert ex.find_order("demo", order_id=fills[0].order.order_id).filled_quantity > 0
             break
     assert filled_at is not None and filled_at <= 20
+
+
+def test_small_takers_leave_a_resting_bot_order_partially_filled():
+    # Takers of 0.0002..0.0008 BTC: smaller than the bot's 0.001 quote, so a hit fills it only in part.
+    ex, bg = setup(11, taker_min_quantity=D("0.0002"), taker_max_quantity=D("0.0008"), volatility_bps=D("0"))
+    bg.start(0)
+    mid = bg.mid("BTCZAR")
+    bid, _ = ex.place_limit(0, "demo", LimitRequest("BTCZAR", Side.BUY, D("0.001"), (mid * D("0.999")).quantize(D(1))))
+    ask, _ = ex.place_limit(0, "demo", LimitRequest("BTCZAR", Side.SELL, D("0.001"), (mid * D("1.001")).quantize(D(1))))
+    partial = None
+    for step in range(1, 61):
+        events = bg.step(step * 1000)
+        taker_trades = [e for e in events if isinstance(e, AccountTrade) and e.account == "__market__-taker"]
+        assert all(D("0.0002") <= e.order.original_quantity <= D("0.0008") for e in taker_trades
+                   if e.order.pair == "BTCZAR")
+        assert all(e.order.original_quantity.as_tuple().exponent >= -8 for e in taker_trades)  # base_decimals
+        for oid in (bid, ask):
+            order = ex.find_order("demo", order_id=oid)
+            if order.status is OrderStatus.PARTIALLY_FILLED:
+                partial = order
+        if partial is not None:
+            break
+    assert partial is not None, "no taker partly filled the bot's order"
+    assert 0 < partial.filled_quantity < D("0.001") and partial.remaining_quantity > 0
+
+
+def test_taker_amount_range_draws_are_fixed_per_step():
+    # With a range, one more draw per pair per step (whether or not a taker comes): the mid path
+    # still does not depend on what the bot does.
+    def mids(bot_trades: bool):
+        ex, bg = setup(8, taker_min_quantity=D("0.0001"), taker_probability=0.5)
+        bg.start(0)
+        out = []
+        for i in range(1, 30):
+            if bot_trades and i % 3 == 0:
+                ex.place_limit(i * 1000, "demo", LimitRequest("BTCZAR", Side.BUY, D("0.001"),
+                                                              (bg.mid("BTCZAR") * D("0.999")).quantize(D(1))))
+            bg.step(i * 1000)
+            out.append(bg.mid("BTCZAR"))
+        return out
+
+    assert mids(False) == mids(True)
+
+
+def test_default_params_draw_no_taker_amount():
+    mp = MarketParams(mid=D("1500000"))
+    assert mp.taker_min_quantity is None and mp.taker_max_quantity is None
+    assert mp.taker_quantity_range() is None
+    assert MarketParams(mid=D(1), taker_min_quantity=D("0.0005")).taker_quantity_range() == (D("0.0005"), D("0.002"))
 
 
 def test_background_orders_do_not_flush_the_queue():

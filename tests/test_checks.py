@@ -109,11 +109,23 @@ def test_healthy_run_holds_everything():
     assert res["requote"].figures["max_gap_ms"] == 1000.0
 
 
-def test_no_thresholds_gives_figures_only_except_hard_invariants():
+def test_no_thresholds_judges_every_check_by_its_default():
     res = run(healthy_run())
     for name, r in res.items():
-        expected = True if name in ("duplicate_orders", "final_state_exit") else None
-        assert r.held is expected, (name, r.message)
+        assert r.held is True, (name, r.message)
+    assert res["max_open_orders"].figures["limit"] == 2  # the configured levels
+
+
+def test_defaults_judge_an_absent_expect_and_false_switches_a_check_off():
+    tr, _ = naive_race()
+    res = run(tr)
+    for name in ("false_cancels", "orphans", "nothing_open_after_shutdown", "orders_closed", "final_state_exit"):
+        assert res[name].held is False, (name, res[name].message)
+    off = run(tr, thresholds={"false_cancels": False, "orphans_at_end": False, "orders_closed": False})
+    for name in ("false_cancels", "orphans", "orders_closed"):
+        assert off[name].held is None and "switched off" in off[name].message
+        assert off[name].first_violation is not None  # still named, for information
+    assert off["nothing_open_after_shutdown"].held is False  # the others keep their defaults
 
 
 # --- the race: naive false cancel, then the ack resurrects the order in the cache -----------
@@ -250,12 +262,15 @@ def test_max_open_orders_slack_exceeded_fails_at_once():
     assert r.held is False and r.first_violation["index"] == fourth
 
 
-def test_max_open_orders_without_threshold_reports_only():
+def test_max_open_orders_defaults_to_the_levels_and_can_be_switched_off():
     tr = Trace()
     for k in range(3):
         tr.status(k, f"o{k}", f"c{k}", "Placed")
     r = run(tr)["max_open_orders"]
-    assert r.held is None and r.figures["peak"] == 3 and r.figures["limit"] == 2
+    assert r.held is False and r.figures["peak"] == 3 and r.figures["limit"] == 2
+    assert run(tr, levels=4)["max_open_orders"].held is True
+    r = run(tr, thresholds={"max_open_orders": False})["max_open_orders"]
+    assert r.held is None and r.figures["peak"] == 3
     assert r.first_violation is not None  # named for information
 
 
@@ -293,8 +308,10 @@ def test_failed_duplicate_attempt_alone_holds():
     r = run(tr)["duplicate_orders"]
     assert r.held is True and r.figures == {
         "duplicates": 0,
+        "intent_duplicates": 0,
         "failed_duplicate_attempts": 1,
         "cids": [],
+        "intents": [],
         "source": "events",
     }
 
@@ -574,3 +591,172 @@ def test_in_memory_records_holding_event_objects():
            OrderStatusChanged(0, "demo", view("a", OrderStatus.CANCELLED)))
     r = run(tr, thresholds={"max_open_orders": 2})["max_open_orders"]
     assert r.figures["peak"] == 3 and r.figures["final"] == 2 and r.first_violation["index"] == 2
+
+
+# --- final outcome -------------------------------------------------------------------------
+
+
+def filled(tr: Trace, t_ms, oid, cid, qty="0.001", status="Filled") -> int:
+    order = {"order_id": oid, "customer_order_id": cid, "account": "demo", "status": status, "pair": "BTCZAR",
+             "filled_quantity": qty}
+    return tr.add(t_ms, "exchange", "local", "event", "AccountTrade", {"ts_ms": 0, "account": "demo", "order": order})
+
+
+def test_final_outcome_catches_canceled_while_the_exchange_filled_it():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.status(5, "o1", "c1", "Placed")
+    tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    tr.client(1000, "c1", "OPEN", "PENDING_CANCEL", eid="o1")
+    declared = tr.client(1010, "c1", "PENDING_CANCEL", "CANCELED", where="cached", eid="o1")  # took the ack as final
+    filled(tr, 1020, "o1", "c1")  # the taker got there first
+    tr.meta(5000, "RUN_END")
+    r = run(tr)["final_outcome"]
+    assert r.held is False and r.figures["mismatches"] == 1
+    assert r.figures["by_kind"] == {"CANCELED vs Filled": 1} and r.figures["cids"] == ["c1"]
+    assert r.first_violation["index"] == declared
+    assert run(tr, thresholds={"final_outcome": False})["final_outcome"].held is None
+    assert run(tr, thresholds={"final_outcome_mismatches": 1})["final_outcome"].held is True
+
+
+def test_final_outcome_catches_an_executed_amount_mismatch():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.status(5, "o1", "c1", "Placed")
+    tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    filled(tr, 500, "o1", "c1", qty="0.0004", status="Partially Filled")  # the client misses this fill
+    tr.status(1000, "o1", "c1", "Cancelled")
+    i = tr.client(1010, "c1", "OPEN", "CANCELED", where="cached", eid="o1")
+    tr.records[i]["data"]["executed_amount_base"] = "0"
+    tr.meta(5000, "RUN_END")
+    r = run(tr)["final_outcome"]
+    assert r.held is False and r.first_violation["index"] == i
+    assert list(r.figures["by_kind"]) == ["CANCELED executed 0 vs 0.0004"]
+    # the same run where the client saw the fill: holds
+    tr.records[i]["data"]["executed_amount_base"] = "0.00040000"
+    assert run(tr)["final_outcome"].held is True
+
+
+def test_final_outcome_holds_on_an_honest_run_and_ignores_lost_and_open_orders():
+    res = run(healthy_run())
+    assert res["final_outcome"].held is True and res["final_outcome"].figures["judged"] == 8
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.status(5, "o1", "c1", "Placed")
+    tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    tr.client(3000, "c1", "OPEN", "FAILED", where="lost", eid="o1")  # unknown: keep cancelling
+    filled(tr, 3100, "o1", "c1")
+    tr.client(0, "c2", None, "PENDING_CREATE")
+    tr.status(5, "o2", "c2", "Placed")
+    tr.client(10, "c2", "PENDING_CREATE", "CANCELED", where="cached", eid="o2")  # still open: orphans' business
+    tr.meta(5000, "RUN_END")
+    r = run(tr)["final_outcome"]
+    assert r.held is True and r.figures["lost"] == 1 and r.figures["not_final_on_exchange"] == 1
+
+
+def test_final_outcome_ignores_a_refused_duplicate_attempt():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    tr.status(5, "o1", "c1", "Placed")
+    tr.failed(8, "o2", "c1", "Duplicate customer order id's are not allowed")  # a re-send, refused
+    tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o2")
+    tr.status(1000, "o1", "c1", "Cancelled")
+    tr.client(1010, "c1", "OPEN", "CANCELED", where="cached", eid="o2")
+    tr.meta(5000, "RUN_END")
+    assert run(tr)["final_outcome"].held is True
+
+
+# --- phantom open through PENDING_CANCEL ----------------------------------------------------
+
+
+def test_phantom_open_through_pending_cancel_inside_grace():
+    tr = Trace()
+    tr.client(0, "c1", None, "PENDING_CREATE")
+    believed = tr.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")  # ack, but o1 failed
+    tr.status(11, "o1", "c1", "Failed")
+    tr.client(1000, "c1", "OPEN", "PENDING_CANCEL", eid="o1")  # inside the 2 s grace
+    tr.meta(6000, "RUN_END")
+    r = run(tr)["phantom_open"]
+    assert r.held is False and r.first_violation["index"] == believed
+    # an ordinary cancel: the exchange confirms, the client follows within grace
+    ok = Trace()
+    ok.client(0, "c1", None, "PENDING_CREATE")
+    ok.status(5, "o1", "c1", "Placed")
+    ok.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    ok.client(1000, "c1", "OPEN", "PENDING_CANCEL", eid="o1")
+    ok.status(1005, "o1", "c1", "Cancelled")
+    ok.client(1500, "c1", "PENDING_CANCEL", "CANCELED", where="cached", eid="o1")
+    ok.meta(6000, "RUN_END")
+    assert run(ok)["phantom_open"].held is True
+    # being cancelled long after the exchange closed it: still believed on the book
+    late = Trace()
+    late.client(0, "c1", None, "PENDING_CREATE")
+    late.status(5, "o1", "c1", "Placed")
+    late.client(10, "c1", "PENDING_CREATE", "OPEN", eid="o1")
+    gone = late.status(900, "o1", "c1", "Cancelled")
+    late.client(1000, "c1", "OPEN", "PENDING_CANCEL", eid="o1")
+    late.meta(6000, "RUN_END")
+    r = run(late)["phantom_open"]
+    assert r.held is False and r.first_violation["index"] == gone
+
+
+# --- duplicates per strategy intent -------------------------------------------------------
+
+
+def create(tr: Trace, t_ms, cid, side, **intent) -> int:
+    return tr.add(t_ms, "strategy", "local", "strategy", "CREATE", {"client_order_id": cid, "side": side, **intent})
+
+
+def test_intent_duplicate_under_a_new_customer_order_id():
+    tr = Trace()
+    create(tr, 0, "b1", "buy", intent="c1/buy/0")
+    create(tr, 0, "s1", "sell", intent="c1/sell/0")
+    tr.status(5, "ob1", "b1", "Placed")
+    tr.status(5, "os1", "s1", "Placed")
+    # the same intent re-sent under a new customerOrderId while b1 is still on the book
+    create(tr, 2990, "b1-retry", "buy", intent="c1/buy/0")
+    tr.status(3000, "ob1x", "b1-retry", "Placed")
+    tr.meta(5000, "RUN_END")
+    r = run(tr, thresholds={"max_open_orders": False})["duplicate_orders"]
+    assert r.held is False and r.figures["intent_duplicates"] == 1 and r.figures["duplicates"] == 0
+    assert r.figures["intents"] == ["c1/buy/0"]
+    assert r.first_violation["record"]["data"]["order"]["order_id"] == "ob1x"
+
+
+def test_intent_derived_from_create_timing_without_intent_fields():
+    tr = Trace()
+    create(tr, 0, "b1", "buy")
+    create(tr, 1, "s1", "sell")
+    create(tr, 50, "b2", "buy")  # same cycle, second buy: level 1, a different intent
+    create(tr, 2000, "b3", "buy")  # next cycle
+    tr.status(5, "ob1", "b1", "Placed")
+    tr.status(5, "os1", "s1", "Placed")
+    tr.status(55, "ob2", "b2", "Placed")
+    tr.status(1000, "ob1", "b1", "Cancelled")
+    tr.status(1000, "os1", "s1", "Cancelled")
+    tr.status(1000, "ob2", "b2", "Cancelled")
+    tr.status(2005, "ob3", "b3", "Placed")
+    tr.meta(5000, "RUN_END")
+    assert run(tr)["duplicate_orders"].figures["intent_duplicates"] == 0
+    # the same cycle's buy level 0 twice (cycle grouping within 100 ms)
+    dup = Trace()
+    create(dup, 0, "b1", "buy")
+    create(dup, 1, "s1", "sell")
+    dup.status(5, "ob1", "b1", "Placed")
+    dup.status(5, "os1", "s1", "Placed")
+    # an order for b1's intent re-sent under a new id: the strategy record names the same cycle
+    create(dup, 60, "b1-again", "buy", cycle=0, level=0)
+    dup.status(65, "ob9", "b1-again", "Placed")
+    dup.meta(5000, "RUN_END")
+    r = run(dup)["duplicate_orders"]
+    assert r.held is False and r.figures["intent_duplicates"] == 1
+
+
+def test_strategy_create_records_name_their_intent():
+    from replay.checks import strategy_intents
+
+    tr = Trace()
+    create(tr, 0, "b1", "buy", intent="c7/buy/0")
+    create(tr, 0, "s1", "sell", cycle=7, level=0)
+    create(tr, 3000, "s2", "sell")
+    assert strategy_intents(tr.records) == {"b1": "c7/buy/0", "s1": "c7/sell/0", "s2": "c1/sell/0"}

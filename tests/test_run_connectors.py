@@ -77,7 +77,7 @@ def test_connectors_side_by_side_named_everywhere_and_judged_by_what_ran(workdir
 def test_expectations_keyed_by_connector_and_expect_hold(workdir: Path) -> None:
     Path("race.toml").write_text(RACE + textwrap.dedent('''
         [expect.connector."mybot_v:buggy"]
-        violated = ["false_cancels", "orphans", "nothing_open_after_shutdown", "final_state_exit"]
+        violated = ["false_cancels", "orphans", "nothing_open_after_shutdown", "orders_closed", "final_state_exit"]
     '''))
     code, output, doc, _ = _run("race.toml", "--connector", "mybot_v:buggy")
     assert code == 0, output

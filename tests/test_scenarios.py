@@ -158,22 +158,13 @@ def point_ws_timeout_duplicate(r: RunResult, policy: str) -> None:
     assert perturbations(r, "slow-place-reply")
     dup = checks(r)["duplicate_orders"]
     assert dup.held is True and dup.figures["duplicates"] == 0
-    assert dup.figures["failed_duplicate_attempts"] >= 1
-    # Every REST placement re-sends a customerOrderId already sent over the WebSocket.
-    ws_cids = [
-        data(x)["payload"]["customerOrderId"]
-        for x in r.records
-        if x["kind"] == "ws" and x.get("dir") == "out" and x["type"] == "PLACE_LIMIT_ORDER"
-    ]
-    rest_cids = [
-        data(x)["body"]["customerOrderId"]
-        for x in r.records
-        if x["kind"] == "rest" and x.get("dir") == "out" and x["type"] == "POST /v1/orders/limit"
-    ]
-    assert rest_cids and set(rest_cids) <= set(ws_cids)
-    # The exchange failed the re-sends as duplicates.
-    reasons = [data(x)["message"] for x in r.records if x["kind"] == "event" and x["type"] == "OrderFailed"]
-    assert reasons and all("Duplicate customer order id" in m for m in reasons)
+    # A late reply makes the connector ask the exchange by customerOrderId; the order is there, so
+    # nothing is sent again and nothing fails as a duplicate.
+    asked = [x for x in r.records if x["kind"] == "rest" and x.get("dir") == "out"
+             and "/customerorderid/" in x["type"]]
+    assert asked
+    assert dup.figures["failed_duplicate_attempts"] == 0
+    assert not any(x["kind"] == "event" and x["type"] == "OrderFailed" for x in r.records)
     if policy == "naive":
         assert_piles_up(r)
     else:
@@ -185,7 +176,8 @@ def point_account_ws_disconnect(r: RunResult, policy: str) -> None:
     conns = Counter(x["conn"] for x in r.records if x["kind"] == "ws" and x["type"] == "CONNECT")
     assert conns["account-1"] == 1 and conns["account-2"] == 1  # dropped once, reconnected
     assert any(p["msg_type"] == "DISCONNECT" for p in perturbations(r, "account-drop-mid-placement"))
-    assert fig(r, "duplicate_orders", "failed_duplicate_attempts") >= 1
+    # the placement cut off by the drop was asked about, not re-sent: no duplicate attempt
+    assert fig(r, "duplicate_orders", "failed_duplicate_attempts") == 0
     assert fig(r, "duplicate_orders", "duplicates") == 0
     if policy == "naive":
         assert_piles_up(r)

@@ -17,7 +17,16 @@ from replay.latency import (
     parse_distribution,
     parse_duration,
 )
-from replay.schedule import Applied, Delivery, DeliverySchedule, HttpFault
+from replay.schedule import (
+    WS_COMMAND_TYPES,
+    Applied,
+    Delivery,
+    DeliverySchedule,
+    HttpFault,
+    Pct,
+    WsCommandFault,
+    WsError,
+)
 
 OOU = "OPEN_ORDERS_UPDATE"
 ACK = "PLACE_LIMIT_WS_RESPONSE"
@@ -383,6 +392,149 @@ def test_http_error_429_route_nth_and_timeout():
         ("http_error[2]", "GET /v1/orders/{pair}/orderid/{orderId}")]
 
 
+# --- ws_error: account-WebSocket commands answered with a fault --------------------------------
+
+
+def test_ws_error_spellings_and_defaults():
+    s = sched(perturb=[{"ws_error": True}, {"ws_error": 0}, {"match": {"type": "CANCEL_LIMIT_ORDER"},
+                                                         "ws_error": {"status": 429, "nth": 2}}])
+    a, b, c = s.perturbations
+    assert isinstance(a, WsError) and a.status == 429 and a.name == "ws_error[0]"
+    assert a.match.types == () and a.default_types == WS_COMMAND_TYPES
+    assert isinstance(b, WsError) and b.status == 0
+    assert isinstance(c, WsError) and c.match.types == ("CANCEL_LIMIT_ORDER",) and c.match.nth == (2,)
+
+
+def test_ws_command_fault_honours_type_nth_conn_and_window():
+    s = sched(perturb=[
+        {"match": {"type": "PLACE_LIMIT_ORDER", "nth": [2, 3]}, "ws_error": 429},
+        {"match": {"type": "CANCEL_LIMIT_ORDER", "conn": "account-2"}, "ws_error": 0},
+        {"match": {"type": "MODIFY_ORDER", "from": "10s", "until": "20s"}, "ws_error": True},
+    ])
+    got = [s.ws_command_fault(0.1 * i, "account-1", "PLACE_LIMIT_ORDER") for i in range(4)]
+    assert got == [None, WsCommandFault(429), WsCommandFault(429), None]
+    assert s.ws_command_fault(1.0, "account-1", "CANCEL_LIMIT_ORDER") is None  # another connection only
+    assert s.ws_command_fault(1.0, "account-2", "CANCEL_LIMIT_ORDER") == WsCommandFault(0)
+    assert s.ws_command_fault(5.0, "account-1", "MODIFY_ORDER") is None  # before the window
+    assert s.ws_command_fault(15.0, "account-1", "MODIFY_ORDER") == WsCommandFault(429)
+    assert s.ws_command_fault(25.0, "account-1", "MODIFY_ORDER") is None  # after it
+    assert s.ws_command_fault(1.0, "account-1", "BATCH_ORDERS") is None  # no entry names it
+    assert s.applied == [
+        Applied(0.1, "ws_error[0]", "account-1", "PLACE_LIMIT_ORDER"),
+        Applied(pytest.approx(0.2), "ws_error[0]", "account-1", "PLACE_LIMIT_ORDER"),
+        Applied(1.0, "ws_error[1]", "account-2", "CANCEL_LIMIT_ORDER"),
+        Applied(15.0, "ws_error[2]", "account-1", "MODIFY_ORDER"),
+    ]
+
+
+def test_ws_command_fault_probability_is_seeded_and_push_ignores_it():
+    def pattern(seed):
+        s = sched(perturb=[{"match": {"type": "PLACE_LIMIT_ORDER"}, "ws_error": {"probability": 0.3}}], seed=seed)
+        return [s.ws_command_fault(i * 0.01, "account-1", "PLACE_LIMIT_ORDER") is not None for i in range(300)]
+
+    a = pattern(1)
+    assert a == pattern(1) and a != pattern(2)
+    assert 50 < sum(a) < 130
+    # An entry without match.type covers every write command, and never touches outbound messages.
+    s = sched(perturb=[{"ws_error": 429}])
+    assert all(s.ws_command_fault(0.0, "account-1", t) == WsCommandFault(429) for t in WS_COMMAND_TYPES)
+    s.push(0.0, "account-1", ACK, ack("a"))
+    assert [d.msg_type for d in drain(s)] == [ACK] and len(s.applied) == len(WS_COMMAND_TYPES)
+
+
+# --- pct: PCT-style stream priorities -------------------------------------------------------------
+
+A_TYPE, B_TYPE = OSU, OOU
+
+
+def pct_run(seed: int, depth: int = 2, horizon: int = 10, n: int = 20, window: str = "1s"):
+    """Alternate two account streams (ORDER_STATUS_UPDATE, OPEN_ORDERS_UPDATE) every 10 ms, no latency."""
+    s = sched(perturb=[{"match": {"conn": "account"}, "pct": {"depth": depth, "window": window,
+                                                              "horizon": horizon}}], seed=seed)
+    for k in range(1, n + 1):
+        t = A_TYPE if k % 2 else B_TYPE
+        s.push(k * 0.01, "account-1", t, {"type": t, "k": k})
+    return s, drain(s)
+
+
+def test_pct_spellings_and_defaults():
+    s = sched(perturb=[{"pct": True}, {"pct": 5}, {"match": {"conn": "trade"},
+                                                  "pct": {"depth": 2, "window": "20ms", "horizon": 50}}])
+    a, b, c = s.perturbations
+    assert isinstance(a, Pct) and (a.depth, a.window_s, a.horizon, a.name) == (3, 0.05, 200, "pct[0]")
+    assert isinstance(b, Pct) and b.depth == 5
+    assert isinstance(c, Pct) and (c.depth, c.window_s, c.horizon) == (2, 0.02, 50)
+
+
+def test_pct_is_deterministic_for_a_seed():
+    def result(seed):
+        s, got = pct_run(seed, depth=3, horizon=15)
+        return summary(got), list(s.applied)
+
+    assert result(4) == result(4)
+    assert any(result(4) != result(seed) for seed in range(5, 10))
+
+
+def test_pct_low_priority_stream_is_overtaken_without_change_points():
+    # depth 1: no change point; of two streams one is top (no extra delay), the other gets window / 2
+    lows = set()
+    for seed in range(12):
+        s, got = pct_run(seed, depth=1, window="1s")
+        assert not [a for a in s.applied if a.msg_type.startswith("PCT_CHANGE_POINT")]
+        delayed = {a.msg_type for a in s.applied}
+        assert len(delayed) == 1
+        low = delayed.pop()
+        lows.add(low)
+        # every top-priority message overtakes every low-priority one produced before it (the
+        # very first message, k = 1, was alone: rank 0 of 1, no extra delay)
+        order = [d.msg_type for d in got if d.message["k"] > 1]
+        assert order == [t for t in order if t != low] + [low] * order.count(low)
+        extra = {d.message["k"]: round(d.deliver_at - d.message["k"] * 0.01, 9) for d in got}
+        assert {extra[k] for k in extra if k > 1} == {0.0, 0.5} and extra[1] == 0.0
+        assert all(extra[d.message["k"]] == 0.5 for d in got if d.msg_type == low and d.message["k"] > 1)
+        # same-type FIFO holds within each stream
+        for t in (A_TYPE, B_TYPE):
+            ks = [d.message["k"] for d in got if d.msg_type == t]
+            assert ks == sorted(ks)
+    assert lows == {A_TYPE, B_TYPE}  # either stream may be the low one, by seed
+
+
+def test_pct_change_point_demotes_the_top_stream():
+    checked = overtaken = 0
+    for seed in range(30):
+        s, got = pct_run(seed, depth=2, horizon=10)
+        changes = [a for a in s.applied if a.msg_type.startswith("PCT_CHANGE_POINT")]
+        assert len(changes) == 1  # depth - 1
+        change = changes[0]
+        assert change.name == "pct[0]" and change.conn == "account"
+        at = round(change.now / 0.01)  # the matching message it fired on (1-based)
+        assert 1 <= at <= 10
+        if at < 4:
+            continue  # no low-priority message (other than the lone first one) before the change point
+        checked += 1
+        demoted = change.msg_type.split(" ", 1)[1]
+        delays = [a for a in s.applied if not a.msg_type.startswith("PCT_CHANGE_POINT")]
+        before = {a.msg_type for a in delays if a.now < change.now - 1e-9}
+        after = {a.msg_type for a in delays if a.now > change.now - 1e-9}
+        assert demoted not in before and before == {A_TYPE, B_TYPE} - {demoted}
+        assert after == {demoted}
+        # before the change point the demoted (then top) stream overtook the other one
+        low = next(d for d in got if d.msg_type != demoted and d.message["k"] > 1)
+        tops = [d for d in got if d.msg_type == demoted and low.message["k"] < d.message["k"] < at]
+        assert all(got.index(d) < got.index(low) for d in tops)
+        overtaken += bool(tops)
+    assert checked >= 10 and overtaken >= 5
+
+
+def test_pct_without_pct_draws_nothing_extra():
+    plain = sched({"default": "1ms..5ms"}, [], seed=3)
+    other = sched({"default": "1ms..5ms"}, [{"match": {"conn": "trade"}, "drop": True}], seed=3)
+    for s in (plain, other):
+        for k in range(10):
+            s.push(k * 0.01, "account-1", OSU, status(str(k)))
+    assert summary(drain(plain)) == summary(drain(other))
+
+
 def test_http_and_engine_delays_with_delay_perturbations():
     s = sched({"rest": "20ms", "engine": "2ms"},
               [{"match": {"route": "POST /v1/orders/limit"}, "delay": "1s"},
@@ -457,6 +609,19 @@ def test_predicate_mentions_bot_order_and_note_order():
         ({}, [{"match": {"type": OOU}, "http_error": 429}], "perturb[0].match.type"),
         ({}, [{"drop": True, "name": ""}], "perturb[0].name"),
         ({}, ["drop"], "perturb[0]"),
+        ({}, [{"ws_error": 503}], "perturb[0].ws_error.status"),
+        ({}, [{"ws_error": {"status": 429, "route": "x"}}], "perturb[0].ws_error.route"),
+        ({}, [{"match": {"type": OSU}, "ws_error": 429}], "perturb[0].match.type"),
+        ({}, [{"match": {"type": ["PLACE_LIMIT_ORDER", ACK]}, "ws_error": 429}], "perturb[0].match.type[1]"),
+        ({}, [{"match": {"conn": "trade"}, "ws_error": 429}], "perturb[0].match.conn"),
+        ({}, [{"match": {"route": "POST /v1/orders/limit"}, "ws_error": 429}], "perturb[0].match.route"),
+        ({}, [{"match": {"predicate": "mentions-order"}, "ws_error": 429}], "perturb[0].match.predicate"),
+        ({}, [{"pct": 0}], "perturb[0].pct.depth"),
+        ({}, [{"pct": {"depth": 2, "window": "0ms"}}], "perturb[0].pct.window"),
+        ({}, [{"pct": {"horizon": 0}}], "perturb[0].pct.horizon"),
+        ({}, [{"pct": {"depth": 2, "windows": "1s"}}], "perturb[0].pct.windows"),
+        ({}, [{"match": {"conn": "rest"}, "pct": 3}], "perturb[0].match.conn"),
+        ({}, [{"match": {"route": "GET /v1/orders/open"}, "pct": 3}], "perturb[0].match.route"),
     ],
 )
 def test_from_spec_errors_name_the_key(latency, perturb, key):

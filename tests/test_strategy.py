@@ -89,7 +89,8 @@ def test_first_tick_quotes_bid_and_ask_quantised_for_zar():
     assert trace.types() == ["CREATE", "CREATE"]
     rec = trace.records[0]
     assert (rec["conn"], rec["dir"], rec["kind"]) == ("strategy", "local", "strategy")
-    assert rec["data"] == {"client_order_id": "c1", "side": "buy", "price": "999000", "amount": "0.001"}
+    assert rec["data"] == {"client_order_id": "c1", "side": "buy", "price": "999000", "amount": "0.001",
+                           "cycle": 1, "level": 0, "intent": "c1/buy/0"}
     assert s.create_timestamp == 2.0 and s.cancel_timestamp == 2.0
 
 

@@ -431,6 +431,7 @@ class ClientOrderTracker:
             "to": new.name,
             "reason": reason,
             "where": self.where(order.client_order_id),
+            "executed_amount_base": str(order.executed_base),
         }
         data.update(extra)
         self.trace.record("client", "local", "client", "ORDER_STATE", data)
@@ -559,11 +560,27 @@ class ClientOrderTracker:
         order = self.find_any(trade.client_order_id, trade.exchange_order_id)
         if order is None or not order.apply_trade(trade):
             return False
+        if self.trace is not None:
+            # a fill changes no state when it comes after the order's end: the record says what it did
+            self.trace.record("client", "local", "client", "ORDER_FILL", {
+                "client_order_id": order.client_order_id,
+                "exchange_order_id": order.exchange_order_id,
+                "trade_id": trade.trade_id,
+                "fill_base_amount": str(trade.fill_base_amount),
+                "executed_amount_base": str(order.executed_base),
+                "where": self.where(order.client_order_id),
+            })
         self._emit(
             OrderFilled(trade.fill_timestamp, order.client_order_id, order.exchange_order_id, order.pair,
                         order.side, trade.trade_id, trade.fill_price, trade.fill_base_amount, trade.fee,
                         trade.fee_currency)
         )
+        if (order.client_order_id in self.active and order.amount != 0 and order.executed_base >= order.amount
+                and order.state not in FINAL_STATES):
+            # the whole amount has executed: the order is filled, whether or not its status update comes
+            self.process_order_update(OrderUpdate(order.pair, trade.fill_timestamp, OrderState.FILLED,
+                                                  order.client_order_id, order.exchange_order_id,
+                                                  reason="fill_complete"))
         return True
 
     # --- not found / lost ------------------------------------------------------------------

@@ -63,6 +63,11 @@ AUTH_TIMEOUT = 10.0
 REST_TIMEOUT = 10.0
 MAX_CLIENT_ID_LEN = 32
 RECONNECT_BACKOFF = (0.5, 30.0)  # first delay, cap (doubling)
+PLACE_CONFIRM_TRIES = 3  # a placement without a reply: ask the exchange this often ...
+PLACE_CONFIRM_S = 1.0  # ... this far apart, before placing it again over REST
+CANCEL_CONFIRM_S = 0.5  # ask the exchange about a cancelled order whose final status has not come by then
+RATE_LIMIT_RETRIES = 3  # a rate-limited command (RATE_LIMIT_EXCEEDED, HTTP 429) is sent again this often ...
+RATE_LIMIT_BACKOFF = 1.0  # ... this many seconds later (a 429's Retry-After wins)
 
 
 class ConnectorError(Exception):
@@ -75,6 +80,14 @@ class OrderNotFound(ConnectorError):
 
 class OrderRejected(ConnectorError):
     pass
+
+
+class RateLimited(ConnectorError):
+    pass
+
+
+class NotSent(ConnectionError):
+    """The account stream was down: the command never left."""
 
 
 class RestError(ConnectorError):
@@ -305,19 +318,32 @@ class ValrConnector:
             raise ConnectorError("connector not started")
         text = "" if body is None else json.dumps(body, separators=(",", ":"))
         headers = {"Content-Type": "application/json"}
-        if signed:
-            headers.update(auth_headers(self.api_key or "", self.api_secret or "", method, path, text,
-                                        timestamp_ms=self.clock.epoch_ms()))
-        async with self._session.request(
-            method, self.rest_url + path, data=text.encode() if text else None, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT),
-        ) as resp:
-            raw = await resp.text()
+        # a 429 on a read or a cancel is retried; a placement is not (see _ws_request)
+        retries = 0 if method.upper() == "POST" else RATE_LIMIT_RETRIES
+        for attempt in range(retries + 1):
+            if signed:
+                headers.update(auth_headers(self.api_key or "", self.api_secret or "", method, path, text,
+                                            timestamp_ms=self.clock.epoch_ms()))
+            async with self._session.request(
+                method, self.rest_url + path, data=text.encode() if text else None, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT),
+            ) as resp:
+                raw = await resp.text()
+                try:
+                    parsed: Any = json.loads(raw) if raw else None
+                except ValueError:
+                    parsed = raw
+                retry_after = resp.headers.get("Retry-After")
+                if resp.status != 429 or attempt == retries:
+                    return resp.status, parsed
+            # 429: nothing was done; VALR says when to come back (Retry-After, seconds)
             try:
-                parsed: Any = json.loads(raw) if raw else None
+                wait = min(5.0, float(retry_after)) if retry_after else RATE_LIMIT_BACKOFF
             except ValueError:
-                parsed = raw
-            return resp.status, parsed
+                wait = RATE_LIMIT_BACKOFF
+            log.info("%s %s: 429 (attempt %d); retrying in %g s", method, path, attempt + 1, wait)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def _rest_ok(self, method: str, path: str, body: Any = None, *, signed: bool = True) -> Any:
         status, parsed = await self._rest(method, path, body, signed=signed)
@@ -462,6 +488,10 @@ class ValrConnector:
         if mtype == "AUTHENTICATED":
             self._authenticated.set()
             self._update_ready()
+            if self.account_connects > 1:
+                # A reconnect: whatever the orders did while the stream was down (fills, cancels
+                # confirmed over REST) came in no message of ours. Ask the exchange about each.
+                self._spawn(self._resync_orders(), "valr-resync")
             return True
         if mtype == "PONG":
             self.last_pong = self._now()
@@ -476,6 +506,9 @@ class ValrConnector:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("account stream closed"))
+        if not self._stopping:
+            # What was on its way to us went with the connection: ask now, not after the reconnect.
+            self._spawn(self._resync_orders(), "valr-resync-on-close")
 
     async def _trade_opened(self, ws) -> bool:
         self._trade_ws = ws
@@ -510,15 +543,30 @@ class ValrConnector:
         """Send a command on the account stream; wait ``ws_order_timeout`` for its reply."""
         ws = self._account_ws
         if ws is None or ws.closed or not self._authenticated.is_set():
-            raise ConnectionError("account stream not connected")
-        msg_id = self._new_msg_id()
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending[msg_id] = fut
-        try:
-            await ws.send_str(json.dumps({"type": mtype, "clientMsgId": msg_id, "payload": payload}))
-            return await asyncio.wait_for(fut, self.ws_order_timeout)
-        finally:
-            self._pending.pop(msg_id, None)
+            raise NotSent("account stream not connected")
+        # A rate-limited cancel goes again; a placement does not (by then the strategy may have
+        # cancelled the order it does not have): it fails, and the next refresh places anew.
+        retries = RATE_LIMIT_RETRIES if mtype == "CANCEL_LIMIT_ORDER" else 0
+        for attempt in range(retries + 1):
+            msg_id = self._new_msg_id()
+            fut: asyncio.Future = asyncio.get_running_loop().create_future()
+            self._pending[msg_id] = fut
+            try:
+                await ws.send_str(json.dumps({"type": mtype, "clientMsgId": msg_id, "payload": payload}))
+                reply = await asyncio.wait_for(fut, self.ws_order_timeout)
+            finally:
+                self._pending.pop(msg_id, None)
+            if reply.get("type") != "RATE_LIMIT_EXCEEDED":
+                return reply
+            if attempt == retries:
+                break
+            # Not executed: the exchange refused it for the write limit. Try again a little later.
+            log.info("%s rate limited (attempt %d); retrying in %g s", mtype, attempt + 1, RATE_LIMIT_BACKOFF)
+            await asyncio.sleep(RATE_LIMIT_BACKOFF)
+            ws = self._account_ws
+            if ws is None or ws.closed or not self._authenticated.is_set():
+                raise NotSent("account stream not connected")
+        raise RateLimited(f"{mtype}: rate limited {retries + 1} time(s)")
 
     # --- the account stream consumer ------------------------------------------------------------
     async def _user_stream_consumer(self) -> None:
@@ -734,9 +782,24 @@ class ValrConnector:
         if self.use_ws_orders:
             try:
                 reply = await self._ws_request("PLACE_LIMIT_ORDER", payload)
+            except NotSent as e:
+                log.warning("WS placement of %s not sent (%s): placing it over REST", order.client_order_id, e)
             except (asyncio.TimeoutError, ConnectionError) as e:
-                log.warning("WS placement of %s got no reply (%s): falling back to REST with the same customerOrderId",
-                            order.client_order_id, type(e).__name__)
+                # Sent, but no reply: the order may be on its way through the engine. A re-send with the
+                # same customerOrderId is only refused while the first order is open: one racing the
+                # first order's fill or cancel would be accepted and live on untracked. So ask the
+                # exchange, a few times, and re-send only an order it never shows.
+                found = await self._find_placed(order)
+                if found is not None:
+                    log.info("WS placement of %s got no reply (%s), but the exchange has it", order.client_order_id,
+                             type(e).__name__)
+                    return found
+                if order.state is not OrderState.PENDING_CREATE:
+                    # cancelled (or given up) while we asked: placing it now would leave it untracked
+                    raise OrderRejected(f"no reply to PLACE_LIMIT_ORDER and the order is {order.state.name} "
+                                        "now: not placed again") from None
+                log.warning("WS placement of %s got no reply (%s) and the exchange does not show it: placing it "
+                            "over REST with the same customerOrderId", order.client_order_id, type(e).__name__)
             else:
                 data = raw if isinstance(raw := reply.get("data"), dict) else {}
                 if (reply.get("error") or reply.get("type") == "INVALID_PLACE_LIMIT_REQUEST"
@@ -753,9 +816,29 @@ class ValrConnector:
             return ex_id
         if _is_duplicate(body):
             # The WS request did reach the exchange after all: find out what became of it.
-            found = await self._request_status(order, by_customer_id=True)
-            return found.get("orderId")
+            status_body = await self._request_status(order, by_customer_id=True)
+            return status_body.get("orderId")
         raise RestError("POST", "/v1/orders/limit", status, body)
+
+    async def _find_placed(self, order: InFlightOrder) -> str | None:
+        """The exchange id of an order whose placement got no reply, asking by customerOrderId up to
+        PLACE_CONFIRM_TRIES times, PLACE_CONFIRM_S apart; None if it never shows. An order the exchange
+        failed (a refused duplicate of an earlier one) is a refusal."""
+        for attempt in range(PLACE_CONFIRM_TRIES):
+            if attempt:
+                await asyncio.sleep(PLACE_CONFIRM_S)
+            try:
+                found = await self._request_status(order, by_customer_id=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                continue
+            status = str(found.get("orderStatusType") or found.get("status"))
+            if found.get("orderId") and status != "Failed":
+                return str(found["orderId"])
+            if status == "Failed":
+                raise OrderRejected(f"PLACE_LIMIT_ORDER failed: {_error_text(found)}")
+        return None
 
     # --- cancelling -----------------------------------------------------------------------------------
     def cancel(self, pair: str, client_order_id: str) -> None:
@@ -787,6 +870,7 @@ class ValrConnector:
                 self.tracker.process_order_update(OrderUpdate(
                     order.pair, self._now(), OrderState.PENDING_CANCEL, order.client_order_id,
                     order.exchange_order_id, reason="cancel_ack"))
+                self._spawn(self._confirm_cancel(order), f"valr-confirm-{order.client_order_id}")
                 return order.client_order_id
         except asyncio.CancelledError:
             raise
@@ -827,7 +911,10 @@ class ValrConnector:
             raise ConnectorError(f"GET {path}: unexpected body {body!r}")
         return body
 
-    async def _query_and_apply(self, order: InFlightOrder, reason: str) -> None:
+    async def _query_and_apply(self, order: InFlightOrder, reason: str, *, final_only: bool = False) -> None:
+        """Ask the exchange about ``order`` and apply the answer. ``final_only``: apply only an end
+        (Filled, Cancelled, Failed), and only to an order still active (a confirmation must not move
+        an order back: its answer may have been overtaken by the status it was waiting for)."""
         try:
             body = await self._request_status(order, by_customer_id=(reason == "verify"))
         except asyncio.CancelledError:
@@ -836,9 +923,47 @@ class ValrConnector:
             log.info("status of %s unavailable (%s): %s", order.client_order_id, reason, e)
             self.tracker.process_order_not_found(order.client_order_id)
             return
+        if str(body.get("orderStatusType") or body.get("status")) in ("Partially Filled", "PartiallyFilled", "Filled",
+                                                                         "Cancelled"):
+            # Fills the stream may not have told us about (a disconnect, a lost message): before the
+            # order can end, its executed amount must be the exchange's.
+            await self._catch_up_fills(order, str(body.get("orderId") or order.exchange_order_id or ""))
         update = self._order_update_from_status(body, reason)
+        if update is not None and final_only and (
+                update.new_state not in (OrderState.FILLED, OrderState.CANCELED, OrderState.FAILED)
+                or order.client_order_id not in self.tracker.active or order.is_done):
+            return
         if update is not None:
             self.tracker.process_order_update(update)
+
+    async def _catch_up_fills(self, order: InFlightOrder, exchange_order_id: str) -> None:
+        """Apply the account's recent fills of this order (GET .../tradehistory); known trades are skipped."""
+        if not exchange_order_id:
+            return
+        try:
+            rows = await self._rest_ok("GET", f"/v1/account/{order.pair}/tradehistory?limit=100")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.info("trade history for %s unavailable: %s", order.client_order_id, e)
+            return
+        for row in reversed(rows if isinstance(rows, list) else []):
+            if isinstance(row, dict) and row.get("orderId") == exchange_order_id:
+                self._fill_from_trade(row, order.pair)
+
+    async def _confirm_cancel(self, order: InFlightOrder) -> None:
+        """An acknowledged cancel is not an outcome: if no final status has come within
+        ``CANCEL_CONFIRM_S`` (a lost or late message), ask the exchange, a few times."""
+        for _ in range(3):
+            await asyncio.sleep(CANCEL_CONFIRM_S)
+            if order.client_order_id not in self.tracker.active or order.is_done:
+                return
+            await self._query_and_apply(order, "cancel_confirm", final_only=True)
+
+    async def _resync_orders(self) -> None:
+        for order in list(self.tracker.active.values()):
+            if order.exchange_order_id is not None and not order.is_done:
+                await self._query_and_apply(order, "resync")
 
     async def _verify_order(self, client_order_id: str) -> None:
         try:

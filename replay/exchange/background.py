@@ -8,7 +8,10 @@ the ladder is refreshed around it (levels whose price moved or that were partly 
 are cancelled and placed again), and with ``taker_probability`` a taker sends an IOC
 limit order that crosses to a depth drawn from ``[taker_min_depth_bps,
 taker_max_depth_bps]`` away from the mid: a sweep reaching past ~10 bps fills a bot's
-resting quote first, because it is the best price.
+resting quote first, because it is the best price. A taker's amount is ``taker_quantity``
+(by default more than a typical 0.001 BTC quote, so a hit fills the quote completely), or,
+when ``taker_min_quantity``/``taker_max_quantity`` give a range, drawn from it: a taker
+smaller than the quote leaves the bot's order Partially Filled.
 
 The takers trade from a second account (``<account>-taker``): one account for both
 would have its takers cancel its own ladder through self-trade prevention.
@@ -16,7 +19,10 @@ would have its takers cancel its own ladder through self-trade prevention.
 The background market's orders go through ``Exchange.execute``: they reach the engine
 between the queued commands of the connector under test without flushing the queue.
 The number of random draws per step is fixed, so the mid path for a seed does not depend
-on what the bot does.
+on what the bot does: four per pair, plus one (the taker's amount, drawn whether or not a
+taker comes) for a pair whose params give a taker amount range. Without a range no amount
+is drawn, so the seeds of configurations written before the range existed give the same
+market as they did.
 """
 
 from __future__ import annotations
@@ -94,13 +100,14 @@ class BackgroundMarket:
             take = self._rng.random() < mp.taker_probability
             side = Side.BUY if self._rng.random() < 0.5 else Side.SELL
             depth = self._rng.uniform(float(mp.taker_min_depth_bps), float(mp.taker_max_depth_bps))
+            quantity = self._taker_quantity(mp, spec)
 
             new_mid = Decimal(repr(float(self._mids[pair]) * (1.0 + move)))
             floor = spec.tick_size * 10
             self._mids[pair] = max(new_mid.quantize(spec.tick_size / 100), floor)
             events.extend(self._refresh(pair, ts_ms))
             if take:
-                events.extend(self._taker(pair, spec, side, Decimal(repr(round(depth, 4))), ts_ms))
+                events.extend(self._taker(pair, spec, side, Decimal(repr(round(depth, 4))), quantity, ts_ms))
         return events
 
     # --- internals ----------------------------------------------------------------------
@@ -138,15 +145,27 @@ class BackgroundMarket:
             events.extend(evs)
         return events
 
-    def _taker(self, pair: str, spec: PairSpec, side: Side, depth_bps: Decimal, ts_ms: int) -> list[Event]:
+    def _taker_quantity(self, mp: "MarketParams", spec: PairSpec) -> Decimal:
+        """This step's taker amount: ``taker_quantity``, or (a range given) one draw from the range,
+        floored to the pair's ``base_decimals`` and kept within the range."""
+        bounds = mp.taker_quantity_range()
+        if bounds is None:
+            return mp.taker_quantity  # no draw: the default consumes what it always did
+        low, high = bounds
+        drawn = Decimal(repr(self._rng.uniform(float(low), float(high))))
+        step = Decimal(1).scaleb(-spec.base_decimals)
+        return min(max(drawn.quantize(step, rounding=ROUND_FLOOR), low), high)
+
+    def _taker(
+        self, pair: str, spec: PairSpec, side: Side, depth_bps: Decimal, quantity: Decimal, ts_ms: int
+    ) -> list[Event]:
         mid = self._mids[pair]
-        mp = self.params[pair]
         if side is Side.BUY:
             price = _to_tick(mid * (1 + depth_bps * _BPS), spec.tick_size, ROUND_FLOOR)
         else:
             price = _to_tick(mid * (1 - depth_bps * _BPS), spec.tick_size, ROUND_CEILING)
         if price <= 0:
             return []
-        req = LimitRequest(pair, side, mp.taker_quantity, price, time_in_force=TimeInForce.IOC)
+        req = LimitRequest(pair, side, quantity, price, time_in_force=TimeInForce.IOC)
         _, events = self.exchange.execute(ts_ms, self.taker_account, req)
         return events

@@ -325,7 +325,10 @@ class HummingbotBot:
         self._hb_clock.add_iterator(strategy)
         loop = asyncio.get_running_loop()
         try:
-            while loop.time() < until:
+            # Stop within a microsecond of ``until``: a virtual clock keeps time at a fixed resolution, so a
+            # sleep of the last femtoseconds (7.025 s after a start of 1.05 s is 8.075000000000001) would
+            # come back at the same time, again and again, with virtual time standing still.
+            while until - loop.time() > 1e-6:
                 if self._clock_task is not None and self._clock_task.done():
                     raise HummingbotError(f"Hummingbot's clock stopped: {self._clock_task.exception()!r}")
                 await asyncio.sleep(min(1.0, until - loop.time()))

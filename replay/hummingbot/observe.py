@@ -86,6 +86,9 @@ class TrackerObserver:
             "reason": reason,
             "where": now[1],
         }
+        executed = getattr(order, "executed_amount_base", None)
+        if executed is not None:
+            data["executed_amount_base"] = str(executed)
         data.update(extra)
         self.trace.record("client", "local", "client", "ORDER_STATE", data)
 
@@ -131,9 +134,27 @@ class TrackerObserver:
                 self.sync(order, "not_found")
             return result
 
+        process_trade = t.process_trade_update
+
+        @functools.wraps(process_trade)
+        def process_trade_update(trade: Any) -> Any:
+            result = process_trade(trade)
+            order = self.find(getattr(trade, "client_order_id", None), getattr(trade, "exchange_order_id", None))
+            if order is not None and self.trace is not None:
+                self.trace.record("client", "local", "client", "ORDER_FILL", {
+                    "client_order_id": order.client_order_id,
+                    "exchange_order_id": order.exchange_order_id,
+                    "trade_id": str(getattr(trade, "trade_id", "")),
+                    "fill_base_amount": str(getattr(trade, "fill_base_amount", "")),
+                    "executed_amount_base": str(getattr(order, "executed_amount_base", "")),
+                    "where": self.where(order.client_order_id),
+                })
+            return result
+
         t.start_tracking_order = start_tracking_order
         t._process_order_update = _process_order_update
         t.process_order_not_found = process_order_not_found
+        t.process_trade_update = process_trade_update
 
 
 def observe_strategy_calls(connector: Any, trace: TraceRecorder | None) -> None:

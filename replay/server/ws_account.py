@@ -123,6 +123,14 @@ def handle_text(fake: "FakeServer", conn: "WsConn", text: str) -> None:
         fake.send(conn, codec.cancel_on_disconnect_update(client_msg_id, enabled))
         return
     if type_ in COMMANDS or type_ == "BATCH_ORDERS":
+        fault = fake.schedule.ws_command_fault(fake.now(), conn.id, type_)
+        if fault is not None:
+            # An injected fault (the ``ws_error`` perturbation, recorded by the schedule): the
+            # command is not executed, and is answered as the write limit below answers it, or
+            # (status 0) not at all. It does not count against the connection's write limit.
+            if fault.status != 0:
+                fake.send(conn, codec.rate_limit_exceeded(type_, client_msg_id))
+            return
         if not fake.ws_rate_ok(conn, type_):
             fake.send(conn, codec.rate_limit_exceeded(type_, client_msg_id))
             return

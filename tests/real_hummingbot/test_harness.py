@@ -103,6 +103,18 @@ def test_headless_notifications_never_import_the_application(monkeypatch: pytest
         logger.notify("a fill")
 
 
+@pytest.mark.timeout(60)
+def test_a_run_ends_whatever_the_fraction_of_its_duration() -> None:
+    """The harness's quoting loop slept "the rest" until the run's end; a duration like 7.025 s after a
+    fractional start left a remainder below the virtual clock's resolution, and the loop spun forever
+    with virtual time standing still (found by `valr-replay explore --connector hummingbot`)."""
+    scenario = load_scenario(SCENARIOS / "explore_base.toml")
+    scenario.bot.connector = "hummingbot"
+    scenario.duration_s = 7.025
+    result = run_scenario(scenario, "reconcile")
+    assert result.violated == [] and 7.0 < result.sim_seconds < 12.0
+
+
 def test_naive_piles_up_under_hummingbots_pmm_and_reconcile_holds() -> None:
     scenario = load_scenario(SCENARIOS / "open_orders_race.toml")
     scenario.bot.connector = "hummingbot"

@@ -114,3 +114,8 @@ RATE_LIMITS = [
     RateLimit(limit_id=PLACE_LIMIT_PATH_URL, limit=400, time_interval=SECOND, linked_limits=_ALL),
     RateLimit(limit_id=CANCEL_ORDER_PATH_URL, limit=450, time_interval=SECOND, linked_limits=_ALL),
 ]
+
+# A command answered RATE_LIMIT_EXCEEDED was not executed: send it again this many times, this long apart.
+RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+WS_RATE_LIMIT_RETRIES = 3
+WS_RATE_LIMIT_BACKOFF = 1.0

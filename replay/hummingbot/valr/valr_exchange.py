@@ -435,15 +435,27 @@ class ValrExchange(ExchangePyBase):
         return update.exchange_order_id, update.update_timestamp
 
     async def _send_ws_command(self, msg_type: str, payload: Dict[str, Any]) -> Dict[str, Any]:
+        """Send a command on the account stream and return its reply. A cancel answered
+        RATE_LIMIT_EXCEEDED (not executed) is sent again a second later, a few times, before the caller
+        sees the refusal: a cancel at shutdown must not give up on one 429. A placement is not: by the
+        time it went again, the strategy may have cancelled the order it has not got."""
         ds = self._user_stream_data_source
-        if not ds.can_send_commands:
-            raise _WsNotSent("the account WebSocket is not connected")
-        try:
-            return await ds.send_command(msg_type, payload, CONSTANTS.WS_ORDER_TIMEOUT)
-        except ConnectionError as e:
-            if "not connected" in str(e):
-                raise _WsNotSent(str(e)) from e
-            raise
+        retries = CONSTANTS.WS_RATE_LIMIT_RETRIES if msg_type == CONSTANTS.CANCEL_LIMIT_ORDER else 0
+        for attempt in range(retries + 1):
+            if not ds.can_send_commands:
+                raise _WsNotSent("the account WebSocket is not connected")
+            try:
+                reply = await ds.send_command(msg_type, payload, CONSTANTS.WS_ORDER_TIMEOUT)
+            except ConnectionError as e:
+                if "not connected" in str(e):
+                    raise _WsNotSent(str(e)) from e
+                raise
+            if reply.get("type") != CONSTANTS.RATE_LIMIT_EXCEEDED or attempt == retries:
+                return reply
+            self.logger().info(f"{msg_type} rate limited (attempt {attempt + 1}); sending it again in "
+                               f"{CONSTANTS.WS_RATE_LIMIT_BACKOFF:g} s.")
+            await asyncio.sleep(CONSTANTS.WS_RATE_LIMIT_BACKOFF)
+        raise AssertionError("unreachable")
 
     # === cancelling ===
 
