@@ -144,9 +144,15 @@ def _hold_until(rng: random.Random, ctx: Context) -> dict[str, Any]:
 
 def _resend_stale(rng: random.Random, ctx: Context) -> dict[str, Any]:
     kind = "OPEN_ORDERS_UPDATE" if rng.random() < 0.8 else "ORDER_STATUS_UPDATE"
-    # half of the copies come soon after the fresh snapshot, half late (seconds: a stalled pipeline)
-    after = rng.uniform(0.0, 1.0) if rng.random() < 0.5 else rng.uniform(1.0, max(1.5, ctx.duration_s - 2.0))
-    table: dict[str, Any] = {"age": _ms(round(rng.uniform(0.0, 2.0), 1)), "after": _ms(round(after, 1))}
+    # Half of the copies come soon after the fresh snapshot; half late, late in the life of the orders
+    # it omits (a stalled pipeline): a copy that comes when they are old enough to pass any guard on
+    # age, but before the refresh replaces them, is the dangerous one.
+    if rng.random() < 0.5:
+        after = rng.uniform(0.0, 1.0)
+    else:
+        after = rng.uniform(0.7, 1.0) * min(ctx.refresh_s, max(1.0, ctx.duration_s - 2.0))
+    age = 0.0 if rng.random() < 0.5 else rng.uniform(0.0, 2.0)  # the newest older copy, or an older one
+    table: dict[str, Any] = {"age": _ms(round(age, 1)), "after": _ms(round(after, 1))}
     if rng.random() < 0.5:
         table["probability"] = _pick(rng, (0.3, 0.5))
     return {"match": {"type": kind}, "resend_stale": table}
@@ -188,8 +194,9 @@ def _http_error(rng: random.Random, ctx: Context) -> dict[str, Any]:
 
 
 def _ws_error(rng: random.Random, ctx: Context) -> dict[str, Any]:
+    # 429: refused for the write limit; 0: swallowed, never answered (the connector's reply timeout)
     return {"match": {"type": _pick(rng, ("PLACE_LIMIT_ORDER", "CANCEL_LIMIT_ORDER")), "nth": rng.randint(1, 4)},
-            "ws_error": 429}
+            "ws_error": _pick(rng, (429, 429, 0))}
 
 
 def _pct(rng: random.Random, ctx: Context) -> dict[str, Any]:

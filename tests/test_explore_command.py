@@ -50,8 +50,8 @@ def test_naive_race_found_shrunk_and_reproduced(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(150)
 def test_age_guard_fooled_by_a_stale_snapshot(tmp_path: Path) -> None:
-    # explorer seed 1 finds it at schedule 91 (the search is seeded: the same schedules every time)
-    code, data, output = explore(tmp_path, "--policy", "age-guard:5", "--budget", "96", "--seed", "1",
+    # explorer seed 2 finds it at schedule 7 (the search is seeded: the same schedules every time)
+    code, data, output = explore(tmp_path, "--policy", "age-guard:5", "--budget", "32", "--seed", "2",
                                  "--workers", "2", "--check", "false_cancels", "--stop-on-find", "--shrink", "1")
     assert code == 1, output
     group = data["counterexamples"][0]

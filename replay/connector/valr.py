@@ -205,6 +205,8 @@ class ValrConnector:
         # own id was still unknown. That id is provisional: if the WebSocket attempt did reach
         # the exchange, the re-send is failed as a duplicate and the live order has another id.
         self._provisional_ids: dict[str, str] = {}
+        #: client order ids a cancel was sent for (a placement without its reply is then not sent again)
+        self._cancel_requested: set[str] = set()
         self._started = False
         self._stopping = False
 
@@ -794,7 +796,7 @@ class ValrConnector:
                     log.info("WS placement of %s got no reply (%s), but the exchange has it", order.client_order_id,
                              type(e).__name__)
                     return found
-                if order.state is not OrderState.PENDING_CREATE:
+                if order.state is not OrderState.PENDING_CREATE or order.client_order_id in self._cancel_requested:
                     # cancelled (or given up) while we asked: placing it now would leave it untracked
                     raise OrderRejected(f"no reply to PLACE_LIMIT_ORDER and the order is {order.state.name} "
                                         "now: not placed again") from None
@@ -865,6 +867,8 @@ class ValrConnector:
         return await self._execute_order_cancel(order)
 
     async def _execute_order_cancel(self, order: InFlightOrder) -> str | None:
+        # from now on, a placement still looking for its reply must not send the order again
+        self._cancel_requested.add(order.client_order_id)
         try:
             if await self._place_cancel(order):
                 self.tracker.process_order_update(OrderUpdate(
