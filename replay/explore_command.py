@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -67,6 +68,8 @@ class Job:
     schedule: Schedule
     trace_path: str | None = None
     timeout_s: float = SCHEDULE_TIMEOUT_S
+    #: the submitter's directory: a worker started elsewhere still finds a `module:attr` connector there
+    cwd: str | None = None
 
 
 class ScheduleTimeout(Exception):
@@ -98,6 +101,8 @@ def run_schedule(job: Job) -> Outcome:
     """Run one schedule and keep what the explorer needs (a worker task)."""
     # thousands of runs with faults: the connector's reconnect warnings would bury the progress display
     logging.getLogger("replay.connector").setLevel(logging.ERROR)
+    if job.cwd is not None and job.cwd not in sys.path:
+        sys.path.insert(0, job.cwd)
     doc = scenario_doc(job.base_doc, job.schedule, policy=job.policy, connector=job.connector)
     try:
         scenario = scenario_from_doc(doc, job.path)
@@ -143,7 +148,8 @@ class _Search:
         self.done_at: list[float] = []
 
     def job(self, s: Schedule, trace: Path | None = None) -> Job:
-        return Job(self.base_doc, str(self.path), self.policy, self.connector, s, str(trace) if trace else None)
+        return Job(self.base_doc, str(self.path.resolve()), self.policy, self.connector, s,
+                   str(trace.resolve()) if trace else None, cwd=os.getcwd())
 
     def run_many(self, schedules: list[Schedule], on_run: Callable[[], None]) -> list[Outcome]:
         """Run schedules in the pool; outcomes in the order given (``self.done_at``: when each finished)."""

@@ -131,3 +131,15 @@ def test_explore_on_a_dask_cluster(tmp_path: Path) -> None:
                                    "--shrink", "0")
     assert [(c["check"], c["shape"], c["count"]) for c in data["counterexamples"]] == \
         [(c["check"], c["shape"], c["count"]) for c in local["counterexamples"]]
+
+
+@pytest.mark.timeout(120)
+def test_your_own_connector_in_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--connector module:attr` from the current directory (README's examples/mybot.py), in worker
+    processes that must import it too."""
+    monkeypatch.chdir(ROOT / "examples")
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    code, data, output = explore(tmp_path, "--connector", "mybot:fixed", "--budget", "8", "--workers", "2",
+                                 "--shrink", "0")
+    assert data["errors"] == [] and data["schedules"] == 8, output
+    assert data["connector"] == "mybot:fixed" and code in (0, 1)
