@@ -43,6 +43,7 @@ from .explore import (
     size,
     violation_shape,
 )
+from .importing import importable_from
 from .latency import SpecError
 from .run_command import _hand_to_hummingbot_env, check_connector, check_writable, fail, make_console
 from .runner import RunError, run_label, run_scenario
@@ -101,8 +102,7 @@ def run_schedule(job: Job) -> Outcome:
     """Run one schedule and keep what the explorer needs (a worker task)."""
     # thousands of runs with faults: the connector's reconnect warnings would bury the progress display
     logging.getLogger("replay.connector").setLevel(logging.ERROR)
-    if job.cwd is not None and job.cwd not in sys.path:
-        sys.path.insert(0, job.cwd)
+    importable_from(job.cwd)
     doc = scenario_doc(job.base_doc, job.schedule, policy=job.policy, connector=job.connector)
     try:
         scenario = scenario_from_doc(doc, job.path)

@@ -18,6 +18,13 @@ class NotFound(LookupError):
     """The module cannot be imported or has no such attribute; the message says which."""
 
 
+def importable_from(directory: str | None) -> None:
+    """Let ``module:attr`` names resolve from ``directory`` too: a worker process (local or on a Dask
+    cluster) may have been started elsewhere than the command that submitted its task."""
+    if directory is not None and directory not in sys.path:
+        sys.path.insert(0, directory)
+
+
 def import_attribute(module_name: str, attr: str) -> Any:
     """``module_name``'s (dotted) attribute ``attr``."""
     cwd = os.getcwd()

@@ -16,7 +16,6 @@ import bisect
 import dataclasses
 import math
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,12 +148,12 @@ def run_one(scenario: Any, policy: str, seed: int, connector: str, expect_hold: 
     ``cwd`` is the submitter's directory: a worker process may have been started elsewhere, and a
     connector ``module:attr`` and a relative scenario path mean what they mean where the sweep was
     started (the reproduce command keeps the path as given)."""
+    from .importing import importable_from
     from .runner import RunError, run_scenario
 
     run_as = scenario
+    importable_from(cwd)
     if cwd is not None:
-        if cwd not in sys.path:
-            sys.path.insert(0, cwd)
         if not Path(scenario.path).is_absolute() and os.getcwd() != cwd:
             run_as = dataclasses.replace(scenario, path=Path(cwd) / scenario.path)
     try:
