@@ -112,9 +112,6 @@ class Context:
 
     duration_s: float = 10.0
     refresh_s: float = 1.0
-    #: PCT and WS-command faults exist only when the schedule module has them
-    has_pct: bool = True
-    has_ws_error: bool = True
 
 
 def _delay_type(rng: random.Random, ctx: Context) -> dict[str, Any]:
@@ -207,7 +204,6 @@ def _pct(rng: random.Random, ctx: Context) -> dict[str, Any]:
 class Kind:
     name: str
     make: Callable[[random.Random, Context], dict[str, Any]]
-    needs: str = ""  # a Context flag that must be set
 
 
 #: The perturbation library: what a swarm schedule draws from. ``shutdown`` is not an entry: it moves
@@ -223,8 +219,8 @@ LIBRARY: tuple[Kind, ...] = (
     Kind("disconnect", _disconnect),
     Kind("engine_delay", _engine_delay),
     Kind("http_error", _http_error),
-    Kind("ws_error", _ws_error, needs="has_ws_error"),
-    Kind("pct", _pct, needs="has_pct"),
+    Kind("ws_error", _ws_error),
+    Kind("pct", _pct),
 )
 KINDS = {k.name: k for k in LIBRARY}
 STRATEGIES = ("feedback", "swarm", "pct", "seeds")
@@ -239,7 +235,7 @@ SWARM_P = 0.3  # about 3 of the 12 kinds per fresh schedule
 
 
 def available(ctx: Context) -> list[Kind]:
-    return [k for k in LIBRARY if not k.needs or getattr(ctx, k.needs)]
+    return list(LIBRARY)
 
 
 def _shutdown_duration(rng: random.Random, ctx: Context) -> float:
@@ -266,7 +262,7 @@ def swarm_schedule(rng: random.Random, ctx: Context, origin: str = "swarm") -> S
 
 def pct_schedule(rng: random.Random, ctx: Context) -> Schedule:
     return Schedule(seed=rng.randrange(1 << 31), duration_s=ctx.duration_s, origin="pct").with_entries(
-        [make_entry(KINDS["pct"], rng, ctx)] if ctx.has_pct else [])
+        [make_entry(KINDS["pct"], rng, ctx)])
 
 
 def seed_schedule(rng: random.Random, ctx: Context) -> Schedule:
@@ -398,7 +394,6 @@ class Explorer:
         self.base = base or Schedule(seed=0, duration_s=ctx.duration_s)
         self.corpus: list[Schedule] = []
         self.coverage: set[str] = set()
-        self.coverage_by_kind: dict[str, int] = {"T": 0, "O": 0}
         self.groups: dict[tuple[str, str], Counterexample] = {}
         self.tried: set[Schedule] = set()
         self.runs = 0
@@ -430,7 +425,7 @@ class Explorer:
         if self.strategy == "pct":
             return pct_schedule(rng, ctx)
         if self.strategy == "swarm" or not self.corpus or rng.random() < 0.3:
-            return pct_schedule(rng, ctx) if ctx.has_pct and rng.random() < 0.15 else swarm_schedule(rng, ctx)
+            return pct_schedule(rng, ctx) if rng.random() < 0.15 else swarm_schedule(rng, ctx)
         # favour recent corpus entries: they found the newest behaviour
         k = len(self.corpus)
         i = min(k - 1, int(k * math.sqrt(rng.random())))
@@ -446,8 +441,6 @@ class Explorer:
         new = outcome.features - self.coverage
         if new:
             self.coverage |= new
-            for f in new:
-                self.coverage_by_kind[f[0]] = self.coverage_by_kind.get(f[0], 0) + 1
             self.corpus.append(schedule)
         opened = []
         for check in outcome.violated:
@@ -466,6 +459,11 @@ class Explorer:
                                                                    group.schedule.duration_s):
                     group.schedule = schedule
         return opened
+
+    def coverage_counts(self) -> tuple[int, int]:
+        """(connector transitions, message orderings) seen so far."""
+        transitions = sum(1 for f in self.coverage if f.startswith("T "))
+        return transitions, len(self.coverage) - transitions
 
     def by_check(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -48,7 +48,6 @@ from .latency import SpecError
 from .run_command import _hand_to_hummingbot_env, check_connector, check_writable, fail, make_console
 from .runner import RunError, run_label, run_scenario
 from .scenario import ScenarioError, parse_duration, parse_policy_name, scenario_from_doc
-from .schedule import perturbation_from_spec
 from .workers import RunPool, TaskFailed, default_workers
 
 BATCH = 16  # schedules per generation: fixed, so a seed gives the same search whatever --workers
@@ -118,15 +117,6 @@ def run_schedule(job: Job) -> Outcome:
             first[c.name] = (violation_shape(fv["record"], fv["what"]), c.message, float(fv["t_s"]))
     return Outcome(result.violated, first, coverage_features(result.records), result.perturbations,
                    result.sim_seconds, result.wall_seconds)
-
-
-def supported(entry: dict[str, Any]) -> bool:
-    """Whether this build's schedule knows a perturbation spelling (PCT, WS command faults)."""
-    try:
-        perturbation_from_spec(entry, "probe")
-    except SpecError:
-        return False
-    return True
 
 
 class _Search:
@@ -218,10 +208,8 @@ class _Search:
 
 
 def context_for(base: Any, duration_s: float) -> Context:
-    """What the library needs to know about a scenario, and which perturbations this build has."""
-    return Context(duration_s=duration_s, refresh_s=base.bot.order_refresh_time_s,
-                   has_pct=supported({"pct": {"depth": 2, "window": "10ms"}}),
-                   has_ws_error=supported({"match": {"type": "PLACE_LIMIT_ORDER"}, "ws_error": 429}))
+    """What the library needs to know about a scenario."""
+    return Context(duration_s=duration_s, refresh_s=base.bot.order_refresh_time_s)
 
 
 def start_search(path: Path, policy: str | None = None, *, connector: str | None = None, seed: int = 0,
@@ -396,9 +384,9 @@ def explore(scenario_path, policy, connector, budget, time_budget, workers, dask
 
         def on_run() -> None:
             elapsed = max(time.perf_counter() - search.t0, 1e-9)
-            cov = explorer.coverage_by_kind
+            transitions, orderings = explorer.coverage_counts()
             progress.update(task, advance=1, status=(
-                f"{search.runs / elapsed:.1f}/s  coverage {cov.get('T', 0)} transitions, {cov.get('O', 0)} orderings"
+                f"{search.runs / elapsed:.1f}/s  coverage {transitions} transitions, {orderings} orderings"
                 f"  counterexamples {len(explorer.groups)}"))
 
         interrupted = False
@@ -433,10 +421,10 @@ def explore(scenario_path, policy, connector, budget, time_budget, workers, dask
 
 def _print_outcome(console: Console, explorer: Explorer, search: _Search, searched: int, search_s: float,
                    label: str, written: dict[int, dict[str, Any]]) -> None:
-    cov = explorer.coverage_by_kind
+    transitions, orderings = explorer.coverage_counts()
     rate = searched / search_s * 60 if search_s > 0 else 0.0
     console.print(f"{searched} schedules in {search_s:.1f} s ({rate:.0f}/min) under {label}; coverage: "
-                  f"{cov.get('T', 0)} connector transitions, {cov.get('O', 0)} message orderings; corpus "
+                  f"{transitions} connector transitions, {orderings} message orderings; corpus "
                   f"{len(explorer.corpus)}; errors {len(explorer.errors)}", markup=False, highlight=False)
     if explorer.errors:
         schedule, why = explorer.errors[0]

@@ -122,8 +122,8 @@ def check_connector(spec: str) -> bool:
     OPEN_ORDERS_UPDATE policies (the reference connector, a Hummingbot one with ``open_orders_policy``)."""
     import inspect
 
+    from .connector.adapter import connector_factory
     from .hummingbot.bot import HummingbotError, hummingbot_importable, is_hummingbot_spec, load_class
-    from .importing import NotFound, import_attribute
     from .scenario import CONNECTOR_SPEC
 
     if spec == "reference":
@@ -138,13 +138,7 @@ def check_connector(spec: str) -> bool:
             return "open_orders_policy" in inspect.signature(load_class(spec)).parameters
         except HummingbotError as exc:
             raise ValueError(str(exc)) from None
-    module_name, _, attr = spec.partition(":")
-    try:
-        target = import_attribute(module_name, attr)
-    except NotFound as exc:
-        raise ValueError(f"--connector {spec!r}: {exc}") from None
-    if not callable(target):
-        raise ValueError(f"--connector {spec!r}: {attr!r} is not a class or factory")
+    connector_factory(spec, "--connector")
     return False
 
 

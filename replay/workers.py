@@ -58,7 +58,7 @@ class RunPool:
         self._client: Any = None
         self._own_client = False
         self._dask_done: Any = None  # distributed.as_completed
-        self._dask_ticket: dict[str, int] = {}
+        self._dask: dict[str, tuple[int, Any]] = {}  # future key -> (ticket, future)
         if dask is not None:
             try:
                 import distributed
@@ -91,7 +91,7 @@ class RunPool:
     @property
     def pending(self) -> int:
         """Tasks submitted and not yet taken back with :meth:`next_done`."""
-        return len(self._inline) + len(self._local) + len(self._dask_ticket)
+        return len(self._inline) + len(self._local) + len(self._dask)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> int:
         """Queue ``fn(*args)``; returns its ticket. With one in-process worker it runs now."""
@@ -99,7 +99,7 @@ class RunPool:
         ticket = self._tickets
         if self._client is not None:
             future = self._client.submit(fn, *args, pure=False)
-            self._dask_ticket[future.key] = ticket
+            self._dask[future.key] = (ticket, future)
             self._dask_done.add(future)
         elif self._executor is not None:
             self._local[self._executor.submit(fn, *args)] = ticket
@@ -121,9 +121,9 @@ class RunPool:
             ticket = self._local.pop(future)
             error = future.exception()
             value = None if error is not None else future.result()
-        elif self._dask_ticket:
+        elif self._dask:
             remote: Any = next(self._dask_done)
-            ticket = self._dask_ticket.pop(remote.key)
+            ticket, _ = self._dask.pop(remote.key)
             value, error = None, None
             try:  # a task that raised raises here; so does one cancelled or lost (whose status is not "error")
                 value = remote.result()
@@ -142,11 +142,9 @@ class RunPool:
             self._executor = None
             self._local.clear()
         if self._client is not None:
-            if self._dask_ticket:
-                futures = list(self._dask_done.futures) if hasattr(self._dask_done, "futures") else []
-                if futures:
-                    self._client.cancel(futures)
-            self._dask_ticket.clear()
+            if self._dask:
+                self._client.cancel([future for _, future in self._dask.values()])
+            self._dask.clear()
             if self._own_client:
                 self._client.close()
             self._client = None

@@ -78,7 +78,7 @@ def test_feedback_corpus_grows_on_new_coverage_only():
     ex.record(1, s1, Outcome([], features=frozenset({"T None>PENDING_CREATE (create)"})), 0.1)
     ex.record(2, s2, Outcome([], features=frozenset({"T None>PENDING_CREATE (create)"})), 0.2)
     assert ex.corpus == [s1]
-    assert ex.coverage_by_kind["T"] == 1
+    assert ex.coverage_counts() == (1, 0)
 
 
 def test_counterexamples_grouped_by_check_and_shape_keeping_the_simplest():

@@ -150,20 +150,25 @@ class ReferenceAdapter:
             await self.connector.stop()
 
 
+def connector_factory(name: str, what: str = "connector") -> Any:
+    """The class or factory ``"package.module:attr"`` names (ValueError, starting ``what 'name'``, if none)."""
+    module_name, sep, attr = name.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{what} {name!r}: expected 'reference' or 'package.module:attr'")
+    try:
+        target = import_attribute(module_name, attr)
+    except NotFound as exc:
+        raise ValueError(f"{what} {name!r}: {exc}") from None
+    if not callable(target):
+        raise ValueError(f"{what} {name!r}: {attr!r} is not a class or factory")
+    return target
+
+
 def load_connector(name: str, **options: Any) -> ConnectorAdapter:
     """``"reference"`` or ``"package.module:attr"`` (a class or factory called with ``options``)."""
     if name == "reference":
         return ReferenceAdapter(**options)
-    module_name, sep, attr = name.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"connector {name!r}: expected 'reference' or 'package.module:attr'")
-    try:
-        target = import_attribute(module_name, attr)
-    except NotFound as exc:
-        raise ValueError(f"connector {name!r}: {exc}") from None
-    if not callable(target):
-        raise ValueError(f"connector {name!r}: {attr!r} is not a class or factory")
-    adapter = target(**options)
+    adapter = connector_factory(name)(**options)
     missing = [m for m in REQUIRED if not callable(getattr(adapter, m, None))]
     if missing or not hasattr(adapter, "ready"):
         raise ValueError(f"connector {name!r}: the object it made lacks {', '.join(missing or ['ready'])}")
