@@ -45,7 +45,7 @@ def _raw_round(path: Path, lines: list[bytes], gz: bool) -> float:
 
 
 def measure(size: str = "quick") -> list[Figure]:
-    n = pick(size, 500, 20_000, 100_000)
+    n = pick(size, 500, 2_000, 100_000)
     rounds = pick(size, 1, 3, 5)
     records = list(islice(capture_records(seed=3), n))
     lines = [(dumps(r) + "\n").encode() for r in records]

@@ -150,7 +150,7 @@ def _lateness(scheduled: list[float], actual: list[float]) -> list[float]:
 
 
 async def _measure(size: str) -> list[Figure]:
-    duration = pick(size, 0.1, 1.0, 3.0)
+    duration = pick(size, 0.1, 0.5, 3.0)
     figures: list[Figure] = []
     for rate in (1000, 5000):
         n = int(rate * duration)

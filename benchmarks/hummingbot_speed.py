@@ -33,7 +33,7 @@ def _speeds(size: str) -> dict[str, Any]:
     from replay.scenario import load_scenario
 
     scenario = load_scenario(SCENARIO)
-    duration = pick(size, 5.0, scenario.duration_s, scenario.duration_s)
+    duration = pick(size, 5.0, 30.0, scenario.duration_s)
     scenario = dataclasses.replace(scenario, duration_s=duration)
     rounds = pick(size, 1, 2, 3)
     hb: list[float] = []

@@ -142,7 +142,7 @@ def run_dispatcher_child(capture: Path, mode: str, timeout: float = 900.0) -> di
 
 
 async def _measure(size: str) -> list[Figure]:
-    small, large = pick(size, (1_000_000, 2_000_000), (25_000_000, 100_000_000), (250_000_000, 1_000_000_000))
+    small, large = pick(size, (1_000_000, 2_000_000), (20_000_000, 60_000_000), (250_000_000, 1_000_000_000))
     with_playback = playback_available()
     figures: list[Figure] = []
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ async def _rounds(rounds: int, baseline, measured) -> tuple[float, float, list[f
 
 
 async def _measure(size: str) -> list[Figure]:
-    nbytes = pick(size, 500_000, 20_000_000, 200_000_000)
+    nbytes = pick(size, 500_000, 10_000_000, 200_000_000)
     rounds = pick(size, 1, 3, 3)
     figures: list[Figure] = []
     with_playback = playback_available()

@@ -24,6 +24,7 @@ FIGURES: dict[str, str] = {
     "delivery_precision": "delivery_precision",
     "proxy_overhead": "proxy_overhead",
     "scenario_speed": "scenario_speed",
+    "soak_memory": "soak_memory",
     "hummingbot_speed": "hummingbot_speed",
     "explore_rate": "explore_speed",
     "replay_memory": "replay_memory",

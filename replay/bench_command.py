@@ -28,7 +28,9 @@ def _import_runner():
 
 @click.command()
 @click.option("--quick", is_flag=True,
-              help="Smaller sizes: about 145 s on 2 cores (hummingbot_speed included, in .hbvenv when it exists).")
+              help="Smaller sizes: about 80 s on 2 cores (hummingbot_speed included, in .hbvenv when it exists); "
+                   "about 30 s more once the simulator runs 1 h simulated in under 30 s, when soak_memory and "
+                   "scenario_speed add their 1 h run.")
 @click.option("--tiny", is_flag=True, hidden=True, help="Tiny sizes, for the test suite (numbers mean nothing).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Write the figures to FILE as a JSON list of objects.")
@@ -36,8 +38,9 @@ def _import_runner():
               help="Write the table as Markdown to FILE (benchmarks/RESULTS.md).")
 @click.option("--only", multiple=True, metavar="FIGURE",
               help="Run only this figure (repeatable): capture_write, delivery_precision, proxy_overhead, "
-                   "scenario_speed, hummingbot_speed, explore_rate (with time_to_find_naive and "
-                   "time_to_find_age_guard), replay_memory, replay_throughput.")
+                   "scenario_speed, soak_memory (both from the same 1 h run when run together), "
+                   "hummingbot_speed, explore_rate (with time_to_find_naive and time_to_find_age_guard), "
+                   "replay_memory, replay_throughput.")
 def bench(quick: bool, tiny: bool, json_path: str | None, md_path: str | None, only: tuple[str, ...]) -> None:
     """Measure the simulator against the bare stack underneath it, side by side in one run.
 

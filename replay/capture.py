@@ -97,7 +97,12 @@ def _json_default(obj: Any) -> Any:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=_json_default)
+    return _encode(obj)
+
+
+# json.dumps(obj, separators=(",", ":"), default=_json_default), the encoder built once (json.dumps
+# builds one per call when given any option)
+_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 
 
 def now_iso() -> str:
@@ -932,9 +937,10 @@ class TraceRecorder:
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
     def record(self, conn: str, dir: str, kind: str, type: str, data: Any) -> dict[str, Any]:
+        t, wall = self.clock.stamp()
         rec = {
-            "t": self.clock.elapsed_ns(),
-            "wall": self.clock.wall_iso(),
+            "t": t,
+            "wall": wall,
             "conn": conn,
             "dir": dir,
             "kind": kind,

@@ -21,6 +21,7 @@ class Clock:
         self._loop = loop
         self._start: float | None = None
         self._epoch_origin_ms = epoch_origin_ms
+        self._last_stamp: tuple[float, tuple[int, str]] | None = None  # (loop time, stamp()'s answer)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -69,8 +70,33 @@ class Clock:
     def wall_iso(self) -> str:
         return iso_ms(self.epoch_ms())
 
+    def stamp(self) -> tuple[int, str]:
+        """``(elapsed_ns(), wall_iso())`` from one reading of the loop's clock (a trace record's stamps;
+        records come in bursts at one time: the last reading's stamps are kept)."""
+        start = self._started()
+        now = self.loop.time()
+        last = self._last_stamp
+        if last is not None and last[0] == now:
+            return last[1]
+        since = now - start
+        assert self._epoch_origin_ms is not None  # set by _started()
+        stamps = int(round(since * 1e9)), iso_ms(self._epoch_origin_ms + int(since * 1000))
+        self._last_stamp = (now, stamps)
+        return stamps
+
+
+#: ``"%Y-%m-%dT%H:%M:%S."`` of recent whole epoch seconds: a run stamps thousands of records and
+#: messages per simulated second, and strftime is most of the cost of a stamp
+_ISO_SECONDS: dict[int, str] = {}
+_ISO_SECONDS_MAX = 4096
+
 
 def iso_ms(epoch_ms: int) -> str:
     """VALR's timestamp spelling: ISO 8601, UTC, millisecond precision, trailing Z."""
-    dt = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    second, ms = divmod(epoch_ms, 1000)
+    head = _ISO_SECONDS.get(second)
+    if head is None:
+        if len(_ISO_SECONDS) >= _ISO_SECONDS_MAX:
+            _ISO_SECONDS.clear()
+        head = _ISO_SECONDS[second] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{head}{ms:03d}Z"

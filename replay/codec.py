@@ -173,6 +173,12 @@ class CodecError(ValueError):
 # decimals and small helpers
 
 
+#: fmt's answers by value: every message spells the same prices and amounts again (in the EXACT
+#: context fmt runs in, the spelling depends on the value only: 1.50 and 1.5 are both "1.5")
+_FMT: dict[Decimal, str] = {}
+_FMT_MAX = 8192
+
+
 def fmt(d: Decimal | int | None) -> str | None:
     """A decimal as VALR spells it: plain digits, no exponent, no trailing zeros.
 
@@ -180,6 +186,18 @@ def fmt(d: Decimal | int | None) -> str | None:
     """
     if d is None:
         return None
+    if type(d) is Decimal and d.is_finite():  # looking a value up needs no context: only _fmt_exact does
+        text = _FMT.get(d)
+        if text is None:
+            text = _fmt_exact(d)
+            if len(_FMT) >= _FMT_MAX:
+                _FMT.clear()
+            _FMT[d] = text
+        return text
+    return _fmt_exact(d)
+
+
+def _fmt_decimal(d: Decimal | int) -> str:
     if isinstance(d, bool) or not isinstance(d, (Decimal, int)):
         raise TypeError(f"fmt: expected Decimal, int or None, got {type(d).__name__} {d!r}")
     d = Decimal(d)
@@ -188,6 +206,11 @@ def fmt(d: Decimal | int | None) -> str | None:
     if d == 0:
         return "0"  # also turns "-0" and "0E-8" into "0"
     return format(d.normalize(), "f")
+
+
+_fmt_exact = _exact(_fmt_decimal)
+#: public functions that see to the decimal context themselves (the loop at the end leaves them as they are)
+_OWN_CONTEXT = {"fmt"}
 
 
 def _fmt0(d: Decimal | None) -> str:
@@ -1486,6 +1509,7 @@ def message_type(msg: Any) -> str:
 # Every public function formats and computes in the exact decimal context, whatever the
 # caller's (see replay/decimals.py: a client library may have lowered the precision).
 for _name, _func in list(globals().items()):
-    if not _name.startswith("_") and _inspect.isfunction(_func) and _func.__module__ == __name__:
+    if (not _name.startswith("_") and _inspect.isfunction(_func) and _func.__module__ == __name__
+            and _name not in _OWN_CONTEXT):
         globals()[_name] = _exact(_func)
 del _name, _func

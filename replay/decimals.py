@@ -11,6 +11,7 @@ from __future__ import annotations
 import decimal
 import functools
 import inspect
+import threading
 from typing import Any, Callable, TypeVar
 
 EXACT = decimal.Context(
@@ -25,13 +26,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
 
 
+#: per thread, the context an ``exact`` call set (a copy of EXACT) while that call runs
+_entered = threading.local()
+
+
 def exact(func: F) -> F:
-    """Run ``func`` in the EXACT decimal context."""
+    """Run ``func`` in the EXACT decimal context.
+
+    A call made from inside another ``exact`` call (the engine's methods call each other, the
+    codec calls the engine) runs in the context the outer call set, as long as it is still the
+    current one: entering a fresh copy of the same context again costs more than the call."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with decimal.localcontext(EXACT):
+        outer = decimal.getcontext()
+        if outer is getattr(_entered, "context", None):
             return func(*args, **kwargs)
+        context = EXACT.copy()
+        decimal.setcontext(context)
+        previous = getattr(_entered, "context", None)
+        _entered.context = context
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _entered.context = previous
+            decimal.setcontext(outer)
 
     return wrapper  # type: ignore[return-value]
 
@@ -53,12 +72,31 @@ MAX_INTEGER_DIGITS = 20
 MAX_DECIMAL_PLACES = 20
 
 
+#: amount_problem's answers by value (the engine asks about the same few prices and amounts over and over)
+_PROBLEMS: dict[decimal.Decimal, str | None] = {}
+_PROBLEMS_MAX = 4096
+
+
 def amount_problem(value: decimal.Decimal) -> str | None:
     """Why a finite, positive request amount cannot be taken (too many digits before or after the
     decimal point), or None. Trailing zeros do not count: ``"1.5000"`` has one decimal place.
     Looks at the digits only (no context arithmetic), so any finite value is safe to pass."""
     if not value.is_finite() or not value:
         return None
+    # the answer depends on the value only (1.50 and 1.5 have the same digits once the trailing
+    # zeros are dropped), so equal values may share it
+    try:
+        return _PROBLEMS[value]
+    except KeyError:
+        pass
+    problem = _amount_problem(value)
+    if len(_PROBLEMS) >= _PROBLEMS_MAX:
+        _PROBLEMS.clear()
+    _PROBLEMS[value] = problem
+    return problem
+
+
+def _amount_problem(value: decimal.Decimal) -> str | None:
     _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite
     n = len(digits)

@@ -106,7 +106,7 @@ def run_schedule(job: Job) -> Outcome:
     try:
         scenario = scenario_from_doc(doc, job.path)
         with _wall_limit(job.timeout_s):
-            result = run_scenario(scenario, job.policy, job.schedule.seed, connector=job.connector,
+            result = run_scenario(scenario, job.policy, job.schedule.seed, connector=job.connector, keep_records=True,
                                   expect_hold=True, trace_path=job.trace_path)
     except (RunError, ScenarioError, SpecError, ScheduleTimeout) as exc:
         return Outcome([], error=f"{type(exc).__name__}: {exc}" if isinstance(exc, ScheduleTimeout) else str(exc))

@@ -130,6 +130,16 @@ class ScenarioFile(pytest.File):
             scenario = load_scenario(self.path)
         except ScenarioError as exc:  # as `valr-replay run` refuses it: the file, the key, the problem
             raise self.CollectError(str(exc)) from None
+        if scenario.multi_bot:
+            # several bots ([[bot]]): an item runs them all; --connector and --policy, when given, are what every
+            # bot runs (an item per policy), else each bot runs its own
+            connector = self.config.getoption("valr_connector")
+            for policy in self.config.getoption("valr_policies") or [None]:
+                variant = scenario.running(connector, policy)
+                label = policy or ",".join(b.name for b in scenario.bots)
+                yield ScenarioItem.from_parent(self, name=f"{scenario.name}[{label}]", scenario=variant,
+                                               policy=variant.policy_override or scenario.bot.policy)
+            return
         policies = self.config.getoption("valr_policies") or [scenario.bot.policy]
         for policy in policies:
             yield ScenarioItem.from_parent(self, name=f"{scenario.name}[{policy}]", scenario=scenario, policy=policy)
@@ -149,6 +159,8 @@ class ScenarioItem(pytest.Item):
     def connector(self) -> str | None:
         """``--connector``, when it names another connector than the scenario file's own."""
         spec = self.config.getoption("valr_connector")
+        if self.scenario.multi_bot:
+            return None  # every bot runs Scenario.connector_override, or its own
         return spec if spec and spec != self.scenario.bot.connector else None
 
     @property
@@ -158,9 +170,10 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         from .runner import run_scenario
 
-        result = run_scenario(self.scenario, self.policy, self.config.getoption("valr_seed"),
-                              connector=self.connector, expect_hold=self.expect_hold)
-        if not result.as_expected:
+        result = run_scenario(self.scenario, None if self.scenario.multi_bot else self.policy,
+                              self.config.getoption("valr_seed"), connector=self.connector,
+                              expect_hold=self.expect_hold)
+        if not all(r.as_expected for r in result.bots):
             raise ScenarioMismatch(result)
 
     def repr_failure(self, excinfo, style=None):
@@ -168,21 +181,33 @@ class ScenarioItem(pytest.Item):
             from .runner import reproduce_command
 
             result = excinfo.value.args[0]
-            under = f"{self.connector} {self.policy}" if self.connector else self.policy
-            reproduce = reproduce_command(self.scenario, self.policy, result.seed, self.connector,
-                                          expect_hold=self.expect_hold)
-            lines = [f"{self.scenario.name} under {under}: checks not as expected: "
-                     f"{', '.join(result.unexpected)}",
-                     f"reproduce: {reproduce}"]
-            for c in result.checks:
-                mark = {True: "held", False: "VIOLATED", None: "-"}[c.held]
-                lines.append(f"  {c.name}: {mark} {c.figures} {c.message}")
-                if c.held is False and c.name in result.unexpected:
-                    lines.extend(f"      {line}" for line in c.timeline)
+            if self.scenario.multi_bot:
+                lines = [f"{self.scenario.name}: bot {r.bot} ({r.label.partition(': ')[2]}): checks not as expected: "
+                         f"{', '.join(r.unexpected)}" for r in result.bots if not r.as_expected]
+                lines.append(f"reproduce: {result.reproduce}")
+            else:
+                under = f"{self.connector} {self.policy}" if self.connector else self.policy
+                reproduce = reproduce_command(self.scenario, self.policy, result.seed, self.connector,
+                                              expect_hold=self.expect_hold)
+                lines = [f"{self.scenario.name} under {under}: checks not as expected: "
+                         f"{', '.join(result.unexpected)}",
+                         f"reproduce: {reproduce}"]
+            for r in result.bots:
+                if r.as_expected:
+                    continue
+                if self.scenario.multi_bot:
+                    lines.append(f"bot {r.bot} (account {r.account}):")
+                for c in r.checks:
+                    mark = {True: "held", False: "VIOLATED", None: "-"}[c.held]
+                    lines.append(f"  {c.name}: {mark} {c.figures} {c.message}")
+                    if c.held is False and c.name in r.unexpected:
+                        lines.extend(f"      {line}" for line in c.timeline)
             return "\n".join(lines)
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
+        if self.scenario.multi_bot:
+            return self.path, None, f"scenario {self.scenario.name} [{', '.join(b.name for b in self.scenario.bots)}]"
         return self.path, None, f"scenario {self.scenario.name} [{self.policy}]"
 
 
@@ -283,7 +308,8 @@ def valr_scenario():
     - ``expect_hold``: judge the run by the scenario's base ``[expect]`` (every check must hold),
       whatever the scenario expects of this connector or policy;
     - ``**kwargs``: passed to ``replay.runner.run_scenario`` (e.g. ``trace_path=...`` to write the
-      run's trace, ``virtual=False`` to run on the wall clock).
+      run's trace, ``virtual=False`` to run on the wall clock, ``keep_records=True`` to read the run's
+      records in ``result.records``: a run streams them to its checks and keeps no list by default).
 
     The run is on virtual time in a fresh event loop: call it from a sync test.
     """

@@ -23,6 +23,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -30,13 +31,44 @@ from rich.text import Text
 POLICY_HELP = "naive | age-guard:S | ignore | reconcile"
 
 
-def _progress_reporter(progress: Progress, task: TaskID) -> Callable[[float, float], None]:
-    """An on_progress callback bound to one run's bar (not to the loop variables of the caller)."""
+def _clock(seconds: float) -> str:
+    """Simulated time as h:mm:ss (m:ss under an hour)."""
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
-    def report(done: float, total: float) -> None:
-        progress.update(task, completed=done)
+
+def _progress_reporter(progress: Progress, task: TaskID, console: Console,
+                       every_s: float = 30.0) -> Callable[[Any], None]:
+    """An on_progress callback bound to one run's bar (not to the loop variables of the caller). Off a
+    terminal (a CI log) the bar is off: a plain line every ``every_s`` wall seconds says the same."""
+    last = [time.monotonic()]
+
+    def report(p: Any) -> None:
+        violated = ", ".join(p.violated) if p.violated else "none"
+        progress.update(task, completed=p.sim_s, speed=f"x{p.speed:.0f}", open=p.open_orders, violated=violated)
+        if not console.is_terminal and time.monotonic() - last[0] >= every_s and p.sim_s < p.total_s:
+            last[0] = time.monotonic()
+            eta = (p.total_s - p.sim_s) / p.speed if p.speed > 0 else float("nan")
+            console.print(f"  {_clock(p.sim_s)} / {_clock(p.total_s)} simulated, x{p.speed:.0f} real time, "
+                          f"{p.open_orders} open orders, violated so far: {violated}, about {eta:.0f} s to go",
+                          markup=False, highlight=False)
 
     return report
+
+
+def _run_progress(console: Console) -> Progress:
+    """The bar of a run: simulated time, speed (x real time), open orders, checks violated so far, ETA."""
+    return Progress(TextColumn("  {task.description}"), BarColumn(),
+                    _SimulatedColumn(), TextColumn("{task.fields[speed]}"),
+                    TextColumn("open {task.fields[open]}"), TextColumn("violated: {task.fields[violated]}"),
+                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
+
+
+class _SimulatedColumn(ProgressColumn):
+    """``1:02:03 / 6:00:00``: the simulated time of a run's bar."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{_clock(task.completed)} / {_clock(task.total or 0)}")
 
 
 def _fmt(value: object) -> str:
@@ -142,6 +174,16 @@ def check_connector(spec: str) -> bool:
     return False
 
 
+def check_multi_bot(scenarios: list, seeds: int | None) -> None:
+    """Refuse a sweep of a scenario with several bots ([[bot]]): a sweep tallies one bot per column (ValueError
+    naming the file)."""
+    for scenario in scenarios:
+        if scenario.multi_bot and seeds is not None:
+            names = ", ".join(b.name for b in scenario.bots)
+            raise ValueError(f"--seeds does not take {scenario.path} yet: it has several bots ({names}); run it "
+                             "with --seed N for each seed")
+
+
 def check_writable(path: Path | None, option: str) -> None:
     """Refuse an output file that cannot be written, before anything runs."""
     if path is None:
@@ -200,18 +242,34 @@ def check_sweep_options(seeds: int | None, workers: int | None, dask: str | None
         raise ValueError("--dask: expected a scheduler address, e.g. tcp://127.0.0.1:8786")
 
 
+def _duration_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--duration``: checked now (a bad value is exit 2, naming the option), applied per scenario later."""
+    from .latency import SpecError
+    from .scenario import parse_duration_option
+
+    if value is None:
+        return None
+    try:
+        parse_duration_option(value, None)
+    except SpecError as exc:
+        raise click.BadParameter(f"{exc.problem}; expected seconds (90) or e.g. '90s', '10m', '6h'") from None
+    return value.strip()
+
+
 @click.command("run")
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--policy", "policies", multiple=True, metavar="P",
               help=f"OPEN_ORDERS_UPDATE handler of the reference connector and of our Hummingbot one ({POLICY_HELP}). "
                    "Repeat to run the policies side by side. Default: the scenario's bot.policy. A connector "
-                   "without our policies (yours) runs once, whatever --policy says.")
+                   "without our policies (yours) runs once, whatever --policy says. In a scenario with several bots "
+                   "([[bot]]) every bot runs P (default: each its own).")
 @click.option("--connector", "connectors", multiple=True, metavar="C",
               help="Connector under test: 'reference', 'package.module:attr' (an adapter: docs/adapter.md), "
                    "'hummingbot' (our Hummingbot VALR connector) or 'hummingbot:package.module:ClassName' (yours, "
                    "under Hummingbot's PMM: docs/hummingbot.md). The current directory is importable. Repeat to "
                    "run connectors side by side, e.g. the version before a fix and the version after. "
-                   "Default: the scenario's bot.connector.")
+                   "Default: the scenario's bot.connector. In a scenario with several bots ([[bot]]) every bot runs C "
+                   "(default: each its own).")
 @click.option("--expect-hold", is_flag=True,
               help="Judge every run by the scenario's base [expect]: every check must hold, whatever the scenario "
                    "expects of this connector or policy. The 'verify my fix' mode: exit 1 while the bug is there.")
@@ -225,6 +283,14 @@ def check_sweep_options(seeds: int | None, workers: int | None, dask: str | None
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the run's trace (capture format) here. With several runs, "
                    "'-<scenario>-<connector and policy>' is added before the suffix.")
+@click.option("--duration", "duration", default=None, metavar="D", callback=_duration_option,
+              help="Run every scenario for D instead of its scenario.duration: seconds (90) or the scenario "
+                   "file's spelling ('90s', '10m', '6h'). The reproduce command repeats it.")
+@click.option("--stop-on-violation", is_flag=True,
+              help="End a run at the first violation a check reports as it goes (most checks judge an order "
+                   "within about 30 simulated seconds of it settling; orphans and open-after-shutdown at the "
+                   "end): the bot is shut down as usual and the trace, table and --json are written. For soak "
+                   "runs expected to hold.")
 @click.option("--real-time", is_flag=True, help="Run on the wall clock instead of virtual time (slower).")
 @click.option("--timeline/--no-timeline", default=True, help="Print the messages around each first violation.")
 @click.option("--seeds", type=int, default=None, metavar="N",
@@ -241,8 +307,8 @@ def check_sweep_options(seeds: int | None, workers: int | None, dask: str | None
               help="With --seeds: run on a Dask cluster, e.g. tcp://scheduler:8786 (needs the 'dask' extra: "
                    "pip install 'valr-replay[dask]'; every worker needs valr-replay, and your connector module, "
                    "installed).")
-def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_path, real_time, timeline, seeds,
-        workers, dask_address):
+def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_path, duration, stop_on_violation,
+        real_time, timeline, seeds, workers, dask_address):
     """Run SCENARIO files against the fake VALR server with a connector and a pure market-making
     loop (the reference connector and our loop, or a Hummingbot connector and Hummingbot's own
     PMM), then check the invariants.
@@ -258,6 +324,9 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
     With --seeds N the runs are a sweep (see --seeds), in parallel (--workers, --dask), with a
     live progress bar on a terminal.
 
+    A scenario with several bots on one exchange ([[bot]]) runs them all at once, each on its own
+    account, and is judged per bot: a column (and a --json "runs" entry) per bot.
+
     Exit status: 0 when every run came out as expected; 1 when one did not; 2 for bad input
     (refused before anything runs) or a run that could not be carried out (the others still run,
     and --json is still written).
@@ -270,18 +339,36 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
     out = make_console()
     try:
         loaded = [load_scenario(p) for p in scenarios]
+        if duration is not None:
+            loaded = [s.with_duration(duration) for s in loaded]
         for p in policies:
             parse_policy(p)
         check_writable(json_path, "--json")
-        specs = list(dict.fromkeys(connectors)) or list(dict.fromkeys(s.bot.connector for s in loaded))
+        specs = list(dict.fromkeys(connectors)) or list(dict.fromkeys(b.connector for s in loaded for b in s.bots))
         takes_policy = {spec: check_connector(spec) for spec in specs}
         check_sweep_options(seeds, workers, dask_address, trace_path)
+        check_multi_bot(loaded, seeds)
+        if stop_on_violation and seeds is not None:
+            raise ValueError("--stop-on-violation ends one long run early; a sweep (--seeds) already reports "
+                             "each seed's first violation")
     except (ScenarioError, ValueError, OSError) as exc:
         fail(console, str(exc))
     _hand_to_hummingbot_env(specs, console)  # the command line as given: --seeds, --workers, --dask too
 
     plan = []
+    origin: dict[int, Any] = {id(s): s for s in loaded}  # id of what ran -> the scenario as loaded
     for scenario in loaded:
+        if scenario.multi_bot:
+            # several bots: --connector and --policy, when given, are what every bot runs (one run each, a
+            # column per bot); else each bot runs its own, in one run
+            for spec in dict.fromkeys(connectors) or (None,):
+                run_policies = policies or (None,)
+                for policy in run_policies if spec is None or takes_policy[spec] else run_policies[:1]:
+                    variant = scenario.running(spec, policy)
+                    origin[id(variant)] = scenario
+                    plan.append((variant, variant.connector_override or variant.bot.connector,
+                                  variant.policy_override or variant.bot.policy))
+            continue
         for spec in dict.fromkeys(connectors) or (scenario.bot.connector,):
             run_policies = policies or (scenario.bot.policy,)
             for policy in run_policies if takes_policy[spec] else run_policies[:1]:
@@ -295,31 +382,39 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
         run_seed = scenario.seed if seed is None else seed
         label = run_label(spec, policy, takes_policy[spec])
         path = _trace_file(trace_path, len(plan) > 1, scenario.name, label)
-        console.print(Text.assemble((scenario.name, "bold"), f" connector={spec}",
-                                    f" policy={policy if takes_policy[spec] else '-'} seed={run_seed}"))
-        with Progress(TextColumn("  {task.description}"), BarColumn(),
-                      TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
-                      TimeElapsedColumn(), console=console, transient=True,
-                      disable=not console.is_terminal) as progress:
-            task = progress.add_task(escape(f"{scenario.name} [{label}]"), total=scenario.duration_s)
+        if scenario.multi_bot:
+            console.print(Text.assemble((scenario.name, "bold"), " bots=" + ", ".join(
+                f"{b.name} ({scenario.connector_override or b.connector} {scenario.policy_override or b.policy})"
+                for b in scenario.bots), f" seed={run_seed}"))
+        else:
+            console.print(Text.assemble((scenario.name, "bold"), f" connector={spec}",
+                                        f" policy={policy if takes_policy[spec] else '-'} seed={run_seed}"))
+        with _run_progress(console) as progress:
+            task = progress.add_task(escape(f"{scenario.name} [{label}]"), total=scenario.duration_s,
+                                     speed="", open=0, violated="none")
             try:
                 result = run_scenario(scenario, policy, run_seed, trace_path=path, virtual=not real_time,
-                                      on_progress=_progress_reporter(progress, task), connector=spec,
-                                      expect_hold=expect_hold)
+                                      on_progress=_progress_reporter(progress, task, console), connector=spec,
+                                      expect_hold=expect_hold, stop_on_violation=stop_on_violation)
             except RunError as exc:
                 console.print(Text("  run failed: ", style="red") + Text(str(exc)))
                 results.append(RunFailure(scenario, spec, policy, run_seed, str(exc)))
                 continue
-        results.append(result)
-        verdict = Text("as expected", style="green") if result.as_expected else Text("NOT as expected", style="red")
-        console.print(Text(f"  {result.sim_seconds:.1f} s simulated in {result.wall_seconds:.2f} s wall; ")
-                      + verdict + Text(f" (unexpected: {', '.join(result.unexpected)})" if result.unexpected else ""))
+        results.extend(result.bots)
+        if result.stopped_on_violation:
+            console.print(Text(f"  stopped at {result.sim_seconds:.1f} s simulated, on a violation of "
+                               f"{', '.join(result.stopped_on_violation)} (--stop-on-violation)", style="yellow"))
+        for r in result.bots:
+            verdict = Text("as expected", style="green") if r.as_expected else Text("NOT as expected", style="red")
+            who = f"  {r.label}:" if r.multi_bot else " "
+            console.print(Text(f"{who} {r.sim_seconds:.1f} s simulated in {r.wall_seconds:.2f} s wall; ")
+                          + verdict + Text(f" (unexpected: {', '.join(r.unexpected)})" if r.unexpected else ""))
         console.print(f"  reproduce: {result.reproduce}", markup=False, highlight=False, soft_wrap=True)
         if result.trace_path:
             console.print(f"  trace: {result.trace_path}", markup=False, highlight=False)
 
-    for scenario in loaded:
-        runs = [r for r in results if r.scenario is scenario and not isinstance(r, RunFailure)]
+    for scenario in loaded:  # a run of a scenario with several bots may be of a variant (Scenario.running)
+        runs = [r for r in results if not isinstance(r, RunFailure) and origin.get(id(r.scenario)) is scenario]
         if runs:
             print_table(out, runs, timeline)
     failures = [r for r in results if isinstance(r, RunFailure)]

@@ -70,6 +70,7 @@ class OrderLabels:
 
     def __init__(self) -> None:
         self._labels: dict[str, str] = {}
+        self._members: dict[str, list[str]] = {}  # label -> its ids (a merge relabels only those)
         self._count = 0
         self._rest_cid: dict[str, Any] = {}  # rest conn -> customer id of its request
 
@@ -86,6 +87,7 @@ class OrderLabels:
         if lab is None:
             self._count += 1
             lab = self._labels[key] = f"o{self._count}"
+            self._members[lab] = [key]
         return lab
 
     def link(self, *idents: Any) -> str | None:
@@ -99,12 +101,15 @@ class OrderLabels:
             return None
         have = sorted({self._labels[i] for i in ids if i in self._labels}, key=lambda lab: int(lab[1:]))
         lab = have[0] if have else self.label(ids[0])
+        members = self._members.setdefault(lab, [])
         for other in have[1:]:
-            for i, old in self._labels.items():
-                if old == other:
-                    self._labels[i] = lab
+            for i in self._members.pop(other, ()):
+                self._labels[i] = lab
+                members.append(i)
         for i in ids:
-            self._labels[i] = lab
+            if self._labels.get(i) != lab:
+                self._labels[i] = lab
+                members.append(i)
         return lab
 
     def compact(self) -> None:
@@ -114,6 +119,9 @@ class OrderLabels:
             if lab not in renum:
                 renum[lab] = f"o{len(renum) + 1}"
         self._labels = {i: renum[lab] for i, lab in self._labels.items()}
+        self._members = {}
+        for i, lab in self._labels.items():
+            self._members.setdefault(lab, []).append(i)
         self._count = len(renum)
 
     def ids_of(self, label: str) -> list[str]:
@@ -365,6 +373,7 @@ def format_record(record: dict[str, Any], labels: OrderLabels | dict[str, str] |
         lab = OrderLabels()
         for ident, name in labels.items():
             lab._labels[str(ident)] = name
+            lab._members.setdefault(name, []).append(str(ident))
             lab._count = max(lab._count, int(name[1:]) if re.fullmatch(r"o\d+", name) else 0)
         labels = lab
     record = _plain_record(record)

@@ -92,9 +92,9 @@ def meta(records: list[dict], type_: str) -> list[dict]:
 def _live_then_replay(tmp_path: Path, policy: str, latency: str, seed: int = 11, duration: str = "3s"):
     capture = tmp_path / f"{policy}.jsonl"
     live = run_scenario(loads_scenario(LIVE.format(duration=duration, seed=seed, latency=latency, policy=policy),
-                                       tmp_path / "live.toml"), record_proxy=capture)
+                                       tmp_path / "live.toml"), record_proxy=capture, keep_records=True)
     replayed = run_scenario(loads_scenario(REPLAY.format(duration=duration, seed=seed, capture=capture, policy=policy),
-                                           tmp_path / "replay.toml"))
+                                           tmp_path / "replay.toml"), keep_records=True)
     return capture, live, replayed
 
 
@@ -134,7 +134,7 @@ def test_reconcile_own_session_holds_live_and_replayed(tmp_path):
 @pytest.mark.parametrize("policy", ["naive", "reconcile"])
 def test_seed_log_naive_fails_reconcile_holds(policy):
     scenario = load_scenario(ROOT / "scenarios" / "replay_seed_log.toml")
-    result = run_scenario(scenario, policy)
+    result = run_scenario(scenario, policy, keep_records=True)
     assert result.as_expected, result.unexpected
     if policy == "reconcile":
         assert result.violated == []
@@ -151,7 +151,7 @@ def test_seed_log_naive_fails_reconcile_holds(policy):
 def test_reference_session_scenario_as_expected():
     scenario = load_scenario(ROOT / "scenarios" / "replay_reference_session.toml")
     for policy in ("reconcile", "naive"):
-        result = run_scenario(scenario, policy)
+        result = run_scenario(scenario, policy, keep_records=True)
         assert result.as_expected, (policy, result.unexpected)
 
 
@@ -173,7 +173,7 @@ def test_scenario_perturbations_apply_on_top_of_playback(tmp_path):
     text = REPLAY.format(duration="4s", seed=5, capture=ROOT / "captures" / "seed_log.jsonl", policy="reconcile")
     text = text.replace("[bot]", '[[perturb]]\nmatch = { type = "OPEN_ORDERS_UPDATE" }\ndrop = true\n\n'
                                  '[[perturb]]\nmatch = { type = "PLACE_LIMIT_WS_RESPONSE" }\ndelay = "300ms"\n\n[bot]')
-    result = run_scenario(loads_scenario(text, tmp_path / "perturbed.toml"))
+    result = run_scenario(loads_scenario(text, tmp_path / "perturbed.toml"), keep_records=True)
     inbound = [r for r in result.records if r["kind"] == "ws" and r["dir"] == "in"]
     assert inbound and not [r for r in inbound if r["type"] == "OPEN_ORDERS_UPDATE"]
     applied = {r["data"]["name"] for r in meta(result.records, "PERTURBATION")}

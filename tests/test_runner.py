@@ -86,13 +86,13 @@ def deliveries(records: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
 
 def test_same_seed_same_trace_different_seed_different_schedule(tmp_path):
     scenario = load_scenario(write(tmp_path, "short.toml", SHORT))
-    first = run_scenario(scenario)
-    second = run_scenario(scenario)
+    first = run_scenario(scenario, keep_records=True)
+    second = run_scenario(scenario, keep_records=True)
     assert len(first.records) > 100
     assert normalised(first.records) == normalised(second.records)
     assert first.seed == second.seed == 4
 
-    other = run_scenario(scenario, seed=5)
+    other = run_scenario(scenario, seed=5, keep_records=True)
     assert other.seed == 5
     # Different latency draws and fault choices: messages are delivered at other times ...
     assert deliveries(other.records) != deliveries(first.records)

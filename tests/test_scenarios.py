@@ -48,7 +48,7 @@ HOLDING = ("ignore", "reconcile")
 
 @functools.lru_cache(maxsize=None)
 def result(name: str, policy: str) -> RunResult:
-    return run_scenario(load_scenario(SCENARIOS / f"{name}.toml"), policy)
+    return run_scenario(load_scenario(SCENARIOS / f"{name}.toml"), policy, keep_records=True)
 
 
 def checks(r: RunResult) -> dict[str, Any]:

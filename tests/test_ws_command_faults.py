@@ -143,7 +143,7 @@ order_refresh_time = "1s"
 
 def test_reference_connector_survives_ws_429_on_placement_and_cancel():
     scenario = loads_scenario(SCENARIO, "ws_429.toml")
-    result = run_scenario(scenario)
+    result = run_scenario(scenario, keep_records=True)
     applied = [r["data"] for r in result.records if r["kind"] == "meta" and r["type"] == "PERTURBATION"]
     assert sorted((a["name"], a["msg_type"]) for a in applied) == [
         ("cancel-429", "CANCEL_LIMIT_ORDER"), ("place-429", "PLACE_LIMIT_ORDER")]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,6 +32,7 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 CACHE_TTL = 30.0
+FIRED_KEPT = 2_000
 LOST_ORDER_COUNT_LIMIT = 3
 TRADE_FILLS_WAIT_TIMEOUT = 5.0
 
@@ -264,25 +266,58 @@ class InFlightOrder:
 
 
 class TTLCache(MutableMapping[str, InFlightOrder]):
-    """A dict whose entries expire ``ttl`` seconds (on ``clock_fn``) after being set."""
+    """A dict whose entries expire ``ttl`` seconds (on ``clock_fn``) after being set.
+
+    Every access first drops what has expired. Expiry times are also queued in the order the
+    entries were set; while they come in that order (a monotonic clock, a fixed ``ttl``) the
+    expired entries are the front of the queue, so an access costs O(1) rather than a scan of
+    every entry (the connector looks orders up in here for every message)."""
 
     def __init__(self, clock_fn: Callable[[], float], ttl: float = CACHE_TTL):
         self._clock_fn = clock_fn
         self.ttl = ttl
         self._data: dict[str, tuple[float, InFlightOrder]] = {}
+        # (expiry, key) per set, oldest first; stale once the key is set again or deleted
+        self._expiries: deque[tuple[float, str]] = deque()
+        self._in_order = True  # the queue's expiries never decrease
 
     def _expire(self) -> None:
         now = self._clock_fn()
-        for key in [k for k, (exp, _) in self._data.items() if exp <= now]:
-            del self._data[key]
+        data = self._data
+        if not self._in_order:
+            for key in [k for k, (exp, _) in data.items() if exp <= now]:
+                del data[key]
+            return
+        queue = self._expiries
+        while queue and queue[0][0] <= now:
+            _, key = queue.popleft()
+            entry = data.get(key)
+            if entry is not None and entry[0] <= now:
+                del data[key]
 
     def __getitem__(self, key: str) -> InFlightOrder:
         self._expire()
         return self._data[key][1]
 
+    def __contains__(self, key: object) -> bool:
+        self._expire()
+        return key in self._data
+
     def __setitem__(self, key: str, value: InFlightOrder) -> None:
         self._expire()
-        self._data[key] = (self._clock_fn() + self.ttl, value)
+        expiry = self._clock_fn() + self.ttl
+        self._data[key] = (expiry, value)
+        queue = self._expiries
+        if queue and expiry < queue[-1][0]:
+            self._in_order = False
+            queue.clear()
+        if self._in_order:
+            queue.append((expiry, key))
+
+    def snapshot(self) -> dict[str, InFlightOrder]:
+        """The entries that have not expired, as a plain dict (in the order they were set)."""
+        self._expire()
+        return {k: v for k, (_, v) in self._data.items()}
 
     def __delitem__(self, key: str) -> None:
         self._expire()
@@ -329,17 +364,19 @@ class ClientOrderTracker:
         self.lost: dict[str, InFlightOrder] = {}
         self.not_found_counts: dict[str, int] = {}
         self.listeners: list[Listener] = []
-        self._fired: set[tuple[str, str]] = set()
+        # (event, client order id) fired once; the oldest forgotten past FIRED_KEPT (an order's events all
+        # come within seconds, and a long run must not grow without end)
+        self._fired: dict[tuple[str, str], None] = {}
         self._tasks: set[asyncio.Task] = set()
 
     # --- views ------------------------------------------------------------------------
     @property
     def all_orders(self) -> dict[str, InFlightOrder]:
-        return {**self.active, **dict(self.cached.items())}
+        return {**self.active, **self.cached.snapshot()}
 
     @property
     def all_fillable_orders(self) -> dict[str, InFlightOrder]:
-        return {**self.active, **dict(self.cached.items()), **self.lost}
+        return {**self.active, **self.cached.snapshot(), **self.lost}
 
     @property
     def all_updatable_orders(self) -> dict[str, InFlightOrder]:
@@ -409,7 +446,9 @@ class ClientOrderTracker:
             key = (once_key, event.client_order_id)
             if key in self._fired:
                 return
-            self._fired.add(key)
+            self._fired[key] = None
+            if len(self._fired) > FIRED_KEPT:
+                del self._fired[next(iter(self._fired))]
         for listener in list(self.listeners):
             try:
                 listener(event)

@@ -135,13 +135,13 @@ class BackgroundMarket:
             if key in want and key not in keep and order.remaining_quantity == want[key]:
                 keep.add(key)
                 continue
-            _, evs = self.exchange.execute(ts_ms, self.account, CancelRequest(pair, order_id=order.order_id))
+            _, evs = self.exchange._execute(ts_ms, self.account, CancelRequest(pair, order_id=order.order_id))
             events.extend(evs)
         # Place asks and bids nearest the mid first, so the top of the book forms first.
         missing = sorted((k for k in want if k not in keep), key=lambda k: abs(k[1] - self._mids[pair]))
         for side, price in missing:
             req = LimitRequest(pair, side, want[(side, price)], price)
-            _, evs = self.exchange.execute(ts_ms, self.account, req)
+            _, evs = self.exchange._execute(ts_ms, self.account, req)
             events.extend(evs)
         return events
 
@@ -167,5 +167,5 @@ class BackgroundMarket:
         if price <= 0:
             return []
         req = LimitRequest(pair, side, quantity, price, time_in_force=TimeInForce.IOC)
-        _, events = self.exchange.execute(ts_ms, self.taker_account, req)
+        _, events = self.exchange._execute(ts_ms, self.taker_account, req)
         return events

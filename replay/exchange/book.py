@@ -2,24 +2,23 @@
 
 ``Order`` is the engine's mutable record of one order; ``OrderView`` (model.py) is the
 immutable snapshot handed out in events and queries. ``OrderBook`` keeps the resting
-orders of one pair: price levels in ``SortedDict`` (best first on each side) and FIFO
-order within a level (an insertion-ordered dict, so a cancel is O(1)).
+orders of one pair: price levels by price, their prices in a sorted list (best first on each
+side), and FIFO order within a level (an insertion-ordered dict, so a cancel is O(1)).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterator
-
-from sortedcontainers import SortedDict
+from typing import Iterable, Iterator, cast
 
 from .model import BookLevel, BookView, OrderStatus, OrderType, OrderView, Side, TimeInForce
 
 ZERO = Decimal("0")
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """The engine's mutable record of one order (see ``view()`` for the snapshot)."""
 
@@ -87,6 +86,58 @@ class Order:
         return self._view
 
 
+class _Levels:
+    """The price levels of one side of a book, best first: a dict of levels by price and the
+    prices in a sorted list (a side holds a few dozen levels: ``bisect`` on a plain list beats a
+    ``SortedDict`` several times over on the engine's hot path). The subset of ``SortedDict``
+    the book uses: ``get``, item set and delete, ``peekitem(0)``, best-first ``values``/``items``."""
+
+    __slots__ = ("_by_price", "_prices", "_best_high")
+
+    def __init__(self, best_high: bool):
+        self._by_price: dict[Decimal, dict[str, Order]] = {}
+        self._prices: list[Decimal] = []  # ascending
+        self._best_high = best_high  # bids: the highest price is the best
+
+    def __len__(self) -> int:
+        return len(self._prices)
+
+    def get(self, price: Decimal) -> dict[str, Order] | None:
+        return self._by_price.get(price)
+
+    def __getitem__(self, price: Decimal) -> dict[str, Order]:
+        return self._by_price[price]
+
+    def __setitem__(self, price: Decimal, level: dict[str, Order]) -> None:
+        if price not in self._by_price:
+            insort(self._prices, price)
+        self._by_price[price] = level
+
+    def __delitem__(self, price: Decimal) -> None:
+        del self._by_price[price]
+        prices = self._prices
+        del prices[bisect_left(prices, price)]
+
+    def _ordered(self) -> Iterable[Decimal]:
+        return reversed(self._prices) if self._best_high else self._prices
+
+    def peekitem(self, index: int = 0) -> tuple[Decimal, dict[str, Order]]:
+        if index != 0:
+            raise IndexError("only the best level can be peeked")
+        if not self._prices:
+            raise IndexError("no levels")
+        price = self._prices[-1] if self._best_high else self._prices[0]
+        return price, self._by_price[price]
+
+    def values(self) -> list[dict[str, Order]]:
+        by_price = self._by_price
+        return [by_price[p] for p in self._ordered()]
+
+    def items(self) -> list[tuple[Decimal, dict[str, Order]]]:
+        by_price = self._by_price
+        return [(p, by_price[p]) for p in self._ordered()]
+
+
 class OrderBook:
     """Resting limit orders of one pair, price-time priority.
 
@@ -96,14 +147,14 @@ class OrderBook:
 
     def __init__(self, pair: str):
         self.pair = pair
-        # Bids best (highest) first: key function negates the price.
-        self._bids: SortedDict = SortedDict(lambda p: -p)
-        self._asks: SortedDict = SortedDict()
+        # Bids best (highest) first, asks best (lowest) first.
+        self._bids = _Levels(best_high=True)
+        self._asks = _Levels(best_high=False)
         self._index: dict[str, Order] = {}
         self.sequence = 0
         self.last_change_ms = 0
 
-    def _side(self, side: Side) -> SortedDict:
+    def _side(self, side: Side) -> _Levels:
         return self._bids if side is Side.BUY else self._asks
 
     def __len__(self) -> int:
@@ -133,10 +184,11 @@ class OrderBook:
         if self._index.pop(order.order_id, None) is None:
             return
         levels = self._side(order.side)
-        level = levels[order.price]
+        price = cast(Decimal, order.price)  # in the book: a limit order's
+        level = levels[price]
         del level[order.order_id]
         if not level:
-            del levels[order.price]
+            del levels[price]
         self._changed(ts_ms)
 
     def quantity_changed(self, ts_ms: int) -> None:

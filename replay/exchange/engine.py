@@ -12,9 +12,10 @@ the same seed and the same commands give the same ids and the same events.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import random
 import re
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -86,8 +87,17 @@ REASON_STOP_IMMEDIATE = "Stop order failed as it would have been triggered immed
 REASON_MODIFY_NOTHING = "Modify order would not have modified anything and was cancelled"
 REASON_MODIFY_NOT_OPEN = "Only open limit orders can be modified"
 
+#: closed orders an account remembers (order history, status by id); VALR keeps more, a simulation has no
+#: use for hours-old orders and would grow without end (the background market closes dozens a second)
+CLOSED_KEPT = 2_000
+
 # Command kinds that create an order (and hand out its id at once).
 _PLACEMENTS = ("limit", "market", "stop")
+
+_BY_SEQ = operator.attrgetter("seq")
+# uuid.UUID(int=..., version=4): the variant bits set to RFC 4122, the version bits to 4
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_UUID_V4 = (0x8000 << 48) | (4 << 76)
 
 # VALR: customerOrderId is alphanumeric plus dashes, at most 50 characters. [C-doc3]
 _CID_RE = re.compile(r"^[A-Za-z0-9-]{1,50}$")
@@ -98,10 +108,27 @@ class _Account:
     name: str
     balances: dict[str, list[Decimal]] = field(default_factory=dict)  # currency -> [available, reserved]
     updated_ms: dict[str, int] = field(default_factory=dict)
-    orders: dict[str, Order] = field(default_factory=dict)  # every processed order, by id
+    orders: dict[str, Order] = field(default_factory=dict)  # every processed order still known, by id
     by_cid: dict[str, list[Order]] = field(default_factory=dict)  # oldest first
     open: dict[str, Order] = field(default_factory=dict)
-    closed: list[Order] = field(default_factory=list)  # in closing order
+    closed: dict[str, Order] = field(default_factory=dict)  # by id, in closing order (the latest CLOSED_KEPT)
+
+    def remember_closed(self, order: Order) -> None:
+        """An order left the book for good. The account keeps its latest ``CLOSED_KEPT`` closed orders
+        (order history, status by id): an older one is forgotten, so a long run's memory stays flat."""
+        if order.order_id in self.closed:
+            return
+        self.closed[order.order_id] = order
+        if len(self.closed) > CLOSED_KEPT:
+            oldest = next(iter(self.closed.values()))
+            del self.closed[oldest.order_id]
+            self.orders.pop(oldest.order_id, None)
+            cid = oldest.customer_order_id
+            same = self.by_cid.get(cid) if cid is not None else None
+            if cid is not None and same is not None:
+                same[:] = [o for o in same if o is not oldest]
+                if not same:
+                    del self.by_cid[cid]
 
     def bal(self, currency: str) -> list[Decimal]:
         b = self.balances.get(currency)
@@ -110,7 +137,8 @@ class _Account:
         return b
 
     def open_views(self) -> tuple[OrderView, ...]:
-        return tuple(o.view() for o in sorted(self.open.values(), key=lambda o: o.seq))
+        # the hot path of every command (OPEN_ORDERS_UPDATE): a view is cached on its order until it changes
+        return tuple([o._view or o.view() for o in sorted(self.open.values(), key=_BY_SEQ)])
 
 
 @dataclass
@@ -148,6 +176,7 @@ class _Ctx:
     def __init__(self, ex: "Exchange", ts_ms: int):
         self.ex = ex
         self.ts = ts_ms
+        self.quiet = ex.quiet_accounts
         self.events: list[Event] = []
         self.open_changed: dict[str, None] = {}  # accounts, insertion ordered
         self.dirty: dict[tuple[str, str], None] = {}  # (account, currency) changed, not yet emitted
@@ -155,6 +184,8 @@ class _Ctx:
         self.books: dict[str, None] = {}
 
     def add(self, ev: Event) -> None:
+        if self.quiet and getattr(ev, "account", None) in self.quiet:
+            return
         self.events.append(ev)
 
     def move(self, account: str, currency: str, d_avail: Decimal, d_res: Decimal) -> None:
@@ -167,13 +198,19 @@ class _Ctx:
 
     def emit_balance(self, account: str, currency: str) -> None:
         self.dirty.pop((account, currency), None)
+        if account in self.quiet:
+            return
         self.add(BalanceChanged(self.ts, account, self.ex._balance(account, currency)))
 
     def status(self, order: Order) -> None:
+        if order.account in self.quiet:
+            return
         self.add(OrderStatusChanged(self.ts, order.account, order.view()))
 
     def finish(self) -> list[Event]:
         for account in self.open_changed:
+            if account in self.quiet:
+                continue
             self.add(OpenOrdersChanged(self.ts, account, self.ex._accounts[account].open_views()))
         for account, currency in list(self.dirty):
             self.emit_balance(account, currency)
@@ -213,6 +250,9 @@ class Exchange:
         self._stops: dict[str, dict[str, Order]] = {s: {} for s in self.pairs}  # pair -> waiting stop orders
         self._ticket = 0
         self._seq = 0
+        #: accounts whose own events nobody reads (the fake server's background market): the events
+        #: of their orders, balances and fills are not built (what happens to them is the same)
+        self.quiet_accounts: frozenset[str] = frozenset()
 
     # --- accounts ---------------------------------------------------------------------
     def open_account(self, account: str, balances: Mapping[str, Decimal]) -> None:
@@ -245,7 +285,10 @@ class Exchange:
             raise ExchangeError(ERR_CODE_INVALID, f"Invalid currency pair: {pair}", "pair") from None
 
     def _new_id(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        # str(uuid.UUID(int=bits, version=4)), spelled out: one is drawn for every order and fill
+        n = (self._rng.getrandbits(128) & _UUID_CLEAR) | _UUID_V4
+        h = "%032x" % n
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     # --- submit (synchronous acknowledgement) -------------------------------------------
     def _check_common(self, account: str, pair: str, side: object, cid: str | None) -> None:
@@ -270,10 +313,14 @@ class Exchange:
         if problem is not None:
             raise ExchangeError(ERR_CODE_INVALID, f"{name} {problem}", name)
 
+    def _command(self, ts_ms: int, kind: str, account: str, req, order_id: str | None,
+                 request_id: str | None = None) -> _Command:
+        self._ticket += 1
+        return _Command(self._ticket, kind, account, req, order_id, ts_ms, request_id)
+
     def _enqueue(self, ts_ms: int, kind: str, account: str, req, order_id: str | None,
                  customer_order_id: str | None = None, request_id: str | None = None) -> Submitted:
-        self._ticket += 1
-        cmd = _Command(self._ticket, kind, account, req, order_id, ts_ms, request_id)
+        cmd = self._command(ts_ms, kind, account, req, order_id, request_id)
         self._queue.append(cmd)
         if kind in _PLACEMENTS and order_id is not None:
             self._pending_orders[order_id] = cmd
@@ -281,12 +328,16 @@ class Exchange:
         return Submitted(self._ticket, order_id, cid, request_id)
 
     def submit_limit(self, ts_ms: int, account: str, req: LimitRequest) -> Submitted:
+        return self._enqueue(ts_ms, "limit", account, req, self._check_limit(account, req))
+
+    def _check_limit(self, account: str, req: LimitRequest) -> str:
+        """Refuse a limit order at the door (ExchangeError), or draw its order id."""
         self._check_common(account, req.pair, req.side, req.customer_order_id)
         self._positive(req.quantity, "quantity")
         self._positive(req.price, "price")
         if not isinstance(req.time_in_force, TimeInForce):
             raise ExchangeError(ERR_CODE_INVALID, f"Invalid timeInForce: {req.time_in_force!r}", "timeInForce")
-        return self._enqueue(ts_ms, "limit", account, req, self._new_id())
+        return self._new_id()
 
     def submit_market(self, ts_ms: int, account: str, req: MarketRequest) -> Submitted:
         self._check_common(account, req.pair, req.side, req.customer_order_id)
@@ -342,14 +393,18 @@ class Exchange:
         """Acknowledge a cancel. The Submitted names the order (id and customerOrderId) as far as
         it is known: VALR's CANCEL_ORDER_WS_RESPONSE echoes both even for a cancel by orderId
         [C-off Postman WebSocket "CANCEL_LIMIT_ORDER" example]."""
+        named, cid = self._check_cancel(account, req)
+        return self._enqueue(ts_ms, "cancel", account, req, named, customer_order_id=cid)
+
+    def _check_cancel(self, account: str, req: CancelRequest) -> tuple[str | None, str | None]:
+        """Refuse a cancel at the door (ExchangeError), or the (order id, customerOrderId) it names."""
         acct = self._account(account)
         self._pair(req.pair)
         if (req.order_id is None) == (req.customer_order_id is None):
             raise ExchangeError(
                 ERR_CODE_INVALID, "Exactly one of orderId and customerOrderId is required", "orderId"
             )
-        named, cid = self._named_order(acct, account, req.pair, req.order_id, req.customer_order_id)
-        return self._enqueue(ts_ms, "cancel", account, req, named, customer_order_id=cid)
+        return self._named_order(acct, account, req.pair, req.order_id, req.customer_order_id)
 
     def submit_modify(self, ts_ms: int, account: str, req: ModifyRequest) -> Submitted:
         """Acknowledge a modification (its ``request_id`` is VALR's modifyRequestId); the engine
@@ -419,9 +474,21 @@ class Exchange:
         their orders reach the engine in between the queued ones without flushing them.
         Returns the order id (for a cancel: the named order's id, if known) and the events.
         """
+        return self._execute(ts_ms, account, req)
+
+    def _execute(
+        self, ts_ms: int, account: str, req: LimitRequest | MarketRequest | CancelRequest | StopLimitRequest
+    ) -> tuple[str | None, list[Event]]:
+        """``execute`` for callers already in the EXACT decimal context (the background market)."""
+        # Limit orders and cancels (all the background market sends) skip the queue: checked as
+        # submit_* checks them, then run, with the same ticket and order id as through the queue.
         if isinstance(req, LimitRequest):
-            sub = self.submit_limit(ts_ms, account, req)
-        elif isinstance(req, MarketRequest):
+            cmd = self._command(ts_ms, "limit", account, req, self._check_limit(account, req))
+            return cmd.order_id, self._run(ts_ms, cmd)
+        if isinstance(req, CancelRequest):
+            cmd = self._command(ts_ms, "cancel", account, req, self._check_cancel(account, req)[0])
+            return cmd.order_id, self._run(ts_ms, cmd)
+        if isinstance(req, MarketRequest):
             sub = self.submit_market(ts_ms, account, req)
         elif isinstance(req, StopLimitRequest):
             sub = self.submit_stop_limit(ts_ms, account, req)
@@ -523,7 +590,7 @@ class Exchange:
         order.updated_ms = ctx.ts
         order.touch()
         self._remember(order)
-        self._accounts[order.account].closed.append(order)
+        self._accounts[order.account].remember_closed(order)
         ctx.add(OrderProcessed(ctx.ts, order.account, order.order_id, order.customer_order_id, False, reason))
         ctx.add(OrderFailed(ctx.ts, order.account, order.order_id, order.customer_order_id, reason))
         ctx.status(order)
@@ -560,6 +627,11 @@ class Exchange:
         account's resting orders it would meet (self-trade prevention cancels those)."""
         fills: list[tuple[Order, Decimal]] = []
         self_hits: list[Order] = []
+        if limit_price is not None:
+            # the common case, an order that does not cross: the walk would stop at the best price
+            best = book.best_price(side.opposite)
+            if best is None or (best > limit_price if side is Side.BUY else best < limit_price):
+                return fills, self_hits
         for maker in book.iter_orders(side.opposite):
             maker_price = maker.resting_price
             if limit_price is not None:
@@ -633,7 +705,7 @@ class Exchange:
                 self._close(ctx, order, OrderStatus.CANCELLED)
                 ctx.status(order)
         elif fills:
-            self._accounts[cmd.account].closed.append(order)
+            self._accounts[cmd.account].remember_closed(order)
 
     def _accept_and_match(self, ctx: _Ctx, order: Order, spend_cur: str, reserve: Decimal,
                           self_hits: list[Order], fills: list[tuple[Order, Decimal]], spec: PairSpec,
@@ -701,7 +773,7 @@ class Exchange:
             ctx.status(order)
         else:
             self._release(ctx, order)
-            acct.closed.append(order)
+            acct.remember_closed(order)
 
     # --- stop-limit orders ------------------------------------------------------------------
     def _limit_reason(self, acct: _Account, spec: PairSpec, side: Side, price: Decimal, quantity: Decimal,
@@ -761,6 +833,8 @@ class Exchange:
         """Stop orders whose trigger the trades of this command reached become limit orders
         ("Placed", orderType unchanged [C-off Postman "Triggered Stop Order"]) and match at once;
         their own trades may trigger further stops."""
+        if not ctx.public:  # no trades, nothing triggered
+            return
         done: set[str] = set()
         while True:
             pairs = {t.trade.pair for t in ctx.public}
@@ -812,8 +886,7 @@ class Exchange:
             if acct.open.pop(order.order_id, None) is not None:
                 ctx.open_changed[order.account] = None
             self._release(ctx, order)
-            if order not in acct.closed:
-                acct.closed.append(order)
+            acct.remember_closed(order)
 
     # --- modifications ------------------------------------------------------------------------
     def _process_modify(self, ctx: _Ctx, cmd: _Command) -> None:
@@ -951,7 +1024,7 @@ class Exchange:
             self._release(ctx, maker)  # rounding dust, if any
             acct = self._accounts[maker.account]
             acct.open.pop(maker.order_id, None)
-            acct.closed.append(maker)
+            acct.remember_closed(maker)
         else:
             book.quantity_changed(ctx.ts)
         ctx.open_changed[maker.account] = None
@@ -1004,7 +1077,7 @@ class Exchange:
         acct = self._accounts[order.account]
         if acct.open.pop(order.order_id, None) is not None:
             ctx.open_changed[order.account] = None
-        acct.closed.append(order)
+        acct.remember_closed(order)
 
     def _cancel_order(self, ctx: _Ctx, order: Order, reason: str = "") -> None:
         book = self._books[order.pair]
@@ -1067,8 +1140,9 @@ class Exchange:
 
     def order_history(self, account: str, skip: int = 0, limit: int = 100) -> list[OrderView]:
         acct = self._account(account)
-        newest_first = acct.closed[::-1]
-        return [o.view() for o in newest_first[skip : skip + limit]]
+        start = max(skip, 0)
+        newest_first = itertools.islice(reversed(acct.closed.values()), start, start + max(limit, 0))
+        return [o.view() for o in newest_first]
 
     def _balance(self, account: str, currency: str) -> Balance:
         acct = self._accounts[account]

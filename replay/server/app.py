@@ -61,6 +61,8 @@ WS_SEND_QUEUE_BYTES = 4 * 1024 * 1024
 #: the close code for a client that does not read fast enough. [INF] VALR's is undocumented;
 #: 1008 "policy violation", as exchanges that drop slow consumers commonly send
 SLOW_CONSUMER_CLOSE_CODE = 1008
+#: fills an account's trade history keeps (REST trade history answers from these)
+ACCOUNT_TRADES_KEPT = 10_000
 #: how long a server-side close may take before the transport is dropped (a peer that does not
 #: read never takes the close frame)
 CLOSE_BOUND_S = 3.0
@@ -86,7 +88,10 @@ def _param(obj: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
+#: ``json.dumps(obj, separators=(",", ":"))`` without building an encoder per call
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 _FIELDS: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # exactly these types: plain() returns them as they are
 
 
 def plain(obj: Any) -> Any:
@@ -95,13 +100,22 @@ def plain(obj: Any) -> Any:
     Same result as ``json.loads(replay.capture.dumps(obj))``, many times faster than
     ``dataclasses.asdict`` (which deep-copies): event records are written for every event.
     """
+    kind = type(obj)
+    if kind in _SCALARS:
+        return obj
+    names = _FIELDS.get(kind)  # a dataclass seen before (so neither a scalar, an Enum nor a Decimal)
+    if names is not None:
+        out: dict[str, Any] = {}
+        for n in names:
+            value = getattr(obj, n)
+            out[n] = value if type(value) in _SCALARS else plain(value)
+        return out
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if isinstance(obj, Enum):
         return obj.value
     if isinstance(obj, Decimal):
         return str(obj)
-    names = _FIELDS.get(type(obj))
     if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         names = _FIELDS[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
     if names is not None:
@@ -149,6 +163,7 @@ class FakeValr:
         if on_divergence not in ("stop", "simulate"):
             raise ValueError(f"on_divergence: expected stop or simulate, got {on_divergence!r}")
         self.config = config if config is not None else default_config()
+        self._traced_names: tuple[Any, frozenset[str]] | None = None  # (config.accounts, their names)
         self.clock = clock if clock is not None else Clock()
         self.seed = seed
         self.trace = trace
@@ -161,6 +176,10 @@ class FakeValr:
         self.background: BackgroundMarket | None = None
         if self.market_params:
             self.background = BackgroundMarket(self.exchange, self.market_params, seed=seed)
+            # Nobody connects to the background market's accounts and their events are not traced
+            # (route()): the engine need not build them (most of what the background market costs).
+            self.exchange.quiet_accounts = frozenset(
+                {self.background.account, self.background.taker_account} - self._traced_accounts)
         self.ratelimiter = RateLimiter(
             _param(self.params, "rate_limit_per_minute_key", 2000),
             _param(self.params, "rate_limit_per_minute_ip", 1200),
@@ -203,7 +222,8 @@ class FakeValr:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._buckets: dict[str, _Bucket] = {}
-        self.account_trades: dict[str, list[AccountTrade]] = {}  # fills per account, oldest first
+        # fills per account, oldest first: the latest ACCOUNT_TRADES_KEPT (trade history), so a long run stays flat
+        self.account_trades: dict[str, collections.deque[AccountTrade]] = {}
         self._runner: web.AppRunner | None = None
         self._dispatcher: asyncio.Task | None = None
         self._market_task: asyncio.Task | None = None
@@ -498,7 +518,7 @@ class FakeValr:
                 if isinstance(message, RawFrame):
                     text = message.text  # pre-serialised: sent as recorded
                 else:
-                    text = json.dumps(message, separators=(",", ":"))
+                    text = _compact_json(message)
                 # each connection's own writer sends it: a client that does not read stalls nobody else
                 self._enqueue(conn, text, delivery.msg_type, message)
             if due:
@@ -663,23 +683,35 @@ class FakeValr:
 
     @property
     def _traced_accounts(self) -> frozenset[str]:
-        return frozenset(a.name for a in self.config.accounts)
+        names = self._traced_names
+        if names is None or names[0] is not self.config.accounts:
+            names = self._traced_names = (self.config.accounts, frozenset(a.name for a in self.config.accounts))
+        return names[1]
 
     def route(self, events: Iterable[Any]) -> None:
         """Record events and turn them into stream messages for the right connections."""
         books: dict[str, None] = {}
         traced = self._traced_accounts
+        traced_all = self.trace is not None
+        targets_of: dict[str, list[WsConn]] = {}  # account -> its account connections (none open or close here)
         for event in events:
+            account_event = isinstance(event, ACCOUNT_EVENTS)
             # The background market's own account events are not traced: nobody connects to
             # its accounts and they would make up nearly all of a trace.
-            if self.trace is not None and (not isinstance(event, ACCOUNT_EVENTS) or event.account in traced):
+            if traced_all and (not account_event or event.account in traced):
                 self.record("exchange", "local", "event", type(event).__name__, plain(event))
-            if isinstance(event, ACCOUNT_EVENTS):
+            if account_event:
                 spec = None
                 if isinstance(event, AccountTrade):
                     spec = self.exchange.pairs.get(event.trade.pair)
-                    self.account_trades.setdefault(event.account, []).append(event)
-                targets = [c for c in self.conns.values() if c.kind == "account" and c.account == event.account]
+                    fills = self.account_trades.get(event.account)
+                    if fills is None:
+                        fills = self.account_trades[event.account] = collections.deque(maxlen=ACCOUNT_TRADES_KEPT)
+                    fills.append(event)
+                targets = targets_of.get(event.account)
+                if targets is None:
+                    targets = targets_of[event.account] = [
+                        c for c in self.conns.values() if c.kind == "account" and c.account == event.account]
                 if not targets:
                     continue
                 for message in codec.account_messages(event, spec, self.valuation):

@@ -11,6 +11,7 @@ where ``app`` stores itself under ``FAKE``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
@@ -70,7 +71,7 @@ class FakeServer(Protocol):
     ratelimiter: RateLimiter
     secrets_by_key: dict[str, tuple[str, str]]
     subaccounts: dict[str, set[str]]
-    account_trades: dict[str, list[AccountTrade]]
+    account_trades: dict[str, collections.deque[AccountTrade]]
     timestamp_window_ms: int
     max_frame_bytes: int
     idle_timeout_s: float | None

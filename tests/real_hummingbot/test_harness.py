@@ -119,7 +119,7 @@ def test_naive_piles_up_under_hummingbots_pmm_and_reconcile_holds() -> None:
     scenario = load_scenario(SCENARIOS / "open_orders_race.toml")
     scenario.bot.connector = "hummingbot"
     naive = run_scenario(scenario, "naive")
-    reconcile = run_scenario(scenario, "reconcile")
+    reconcile = run_scenario(scenario, "reconcile", keep_records=True)
 
     assert {"false_cancels", "max_open_orders", "orphans", "nothing_open_after_shutdown"} <= set(naive.violated)
     peak = {r.policy: next(c.figures["peak"] for c in r.checks if c.name == "max_open_orders")
@@ -238,7 +238,7 @@ def test_real_time_runs_on_the_wall_clock_and_its_signatures_are_accepted() -> N
     scenario.bot.connector = "hummingbot"
     scenario.duration_s = 3.0
     before = time.time()
-    result = run_scenario(scenario, "reconcile", virtual=False)
+    result = run_scenario(scenario, "reconcile", virtual=False, keep_records=True)
     start = next(r for r in result.records if r["type"] == "RUN_START")
     # the exchange's epoch is the wall clock, not the fixed 2026-01-01 of virtual runs
     assert start["wall"] >= time.strftime("%Y-%m-%dT%H:%M", time.gmtime(before - 60))
