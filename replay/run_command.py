@@ -25,7 +25,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 POLICY_HELP = "naive | age-guard:S | ignore | reconcile"
@@ -45,7 +45,8 @@ def _progress_reporter(progress: Progress, task: TaskID, console: Console,
 
     def report(p: Any) -> None:
         violated = ", ".join(p.violated) if p.violated else "none"
-        progress.update(task, completed=p.sim_s, speed=f"x{p.speed:.0f}", open=p.open_orders, violated=violated)
+        progress.update(task, completed=p.sim_s, speed=f"x{p.speed:.0f}", open=p.open_orders,
+                        violated=f"{len(p.violated)} violated" + (f": {violated}" if p.violated else ""))
         if not console.is_terminal and time.monotonic() - last[0] >= every_s and p.sim_s < p.total_s:
             last[0] = time.monotonic()
             eta = (p.total_s - p.sim_s) / p.speed if p.speed > 0 else float("nan")
@@ -58,10 +59,12 @@ def _progress_reporter(progress: Progress, task: TaskID, console: Console,
 
 def _run_progress(console: Console) -> Progress:
     """The bar of a run: simulated time, speed (x real time), open orders, checks violated so far, ETA."""
-    return Progress(TextColumn("  {task.description}"), BarColumn(),
-                    _SimulatedColumn(), TextColumn("{task.fields[speed]}"),
-                    TextColumn("open {task.fields[open]}"), TextColumn("violated: {task.fields[violated]}"),
-                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
+    return Progress(TextColumn("  {task.description}"), BarColumn(bar_width=16),
+                    _SimulatedColumn(), TextColumn("{task.fields[speed]}"), TextColumn("open {task.fields[open]}"),
+                    TimeRemainingColumn(),
+                    TextColumn("{task.fields[violated]}", table_column=Column(max_width=40, no_wrap=True,
+                                                                              overflow="ellipsis")),
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 class _SimulatedColumn(ProgressColumn):
@@ -391,7 +394,7 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
                                         f" policy={policy if takes_policy[spec] else '-'} seed={run_seed}"))
         with _run_progress(console) as progress:
             task = progress.add_task(escape(f"{scenario.name} [{label}]"), total=scenario.duration_s,
-                                     speed="", open=0, violated="none")
+                                     speed="", open=0, violated="0 violated")
             try:
                 result = run_scenario(scenario, policy, run_seed, trace_path=path, virtual=not real_time,
                                       on_progress=_progress_reporter(progress, task, console), connector=spec,

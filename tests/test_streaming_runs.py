@@ -130,7 +130,7 @@ def test_progress_off_a_terminal_is_a_plain_line() -> None:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=False, width=200)
     with _run_progress(console) as progress:
-        task = progress.add_task("x", total=3600.0, speed="", open=0, violated="none")
+        task = progress.add_task("x", total=3600.0, speed="", open=0, violated="0 violated")
         report = _progress_reporter(progress, task, console, every_s=0.0)
         report(RunProgress(sim_s=1800.0, total_s=3600.0, wall_s=12.0, open_orders=2, violated=[]))
     line = buf.getvalue()
