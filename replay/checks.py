@@ -898,6 +898,11 @@ class CheckEngine(ServerListener):
         records (one bot's of several); violations name records by it. Default: the next one."""
         i = self.n if index is None else index
         self.n = i + 1
+        if type(rec) is dict:  # market data and balances, most of a run's records: no check reads them
+            t, typ = rec.get("t"), rec.get("type")
+            if type(t) is int and type(typ) is str and typ not in _EVENTS_JUDGED and rec.get("kind") == "event":
+                self._advance_to(t)
+                return
         if not isinstance(rec, dict):
             raise ValueError(f"record {i}: expected an object, got {type(rec).__name__}")
         kind = rec.get("kind")
@@ -911,12 +916,7 @@ class CheckEngine(ServerListener):
         t = rec.get("t")
         if isinstance(t, bool) or not isinstance(t, int):
             raise ValueError(f"record {i}: field 't' must be integer nanoseconds, got {t!r}")
-        if t > self.t_end:
-            self.t_end = t
-        if self._retire_ns is not None and t >= self._next_scan:
-            self._next_scan = t + self.RETIRE_SCAN_NS
-            self._judge_due(t)
-            self._retire(t)
+        self._advance_to(t)
         if kind == "event":
             if typ not in _EVENTS_JUDGED:
                 return  # market data and balances: no check reads them
@@ -974,6 +974,15 @@ class CheckEngine(ServerListener):
             if rec.get("dir") == "out" and typ.startswith("DELETE /v1/orders/order"):
                 body = raw if isinstance(raw := _data(rec).get("body"), dict) else {}
                 self._cancel_sign(body.get("customerOrderId"), body.get("orderId"), t, i)
+
+    def _advance_to(self, t: int) -> None:
+        """A record at ``t``: the run's end so far, and every RETIRE_SCAN_NS the due judgements and retirements."""
+        if t > self.t_end:
+            self.t_end = t
+        if self._retire_ns is not None and t >= self._next_scan:
+            self._next_scan = t + self.RETIRE_SCAN_NS
+            self._judge_due(t)
+            self._retire(t)
 
     def _touch(self, d: dict[str, Any]) -> None:
         o = d.get("order")
