@@ -31,6 +31,7 @@ from websockets.asyncio.client import connect
 from .capgen import generate
 from .common import Figure, pick, ratio
 from .replay_drive import MAX_SPEED, playback_available
+from .rss_child import status_kib
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1e6
@@ -41,17 +42,6 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
-
-
-def _status_kb(pid: int, field: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 async def run_replay_command(capture: Path, market_frames: int, timeout: float = 900.0) -> dict[str, Any]:
@@ -74,7 +64,7 @@ async def run_replay_command(capture: Path, market_frames: int, timeout: float =
         async def watchdog() -> None:
             nonlocal killed, peak_kb
             while proc.returncode is None:
-                peak_kb = max(peak_kb, _status_kb(proc.pid, "VmHWM") or 0)
+                peak_kb = max(peak_kb, status_kib(proc.pid, "VmHWM") or 0)
                 if peak_kb / 1000 > CAP_MB:
                     killed = True
                     proc.kill()
@@ -105,7 +95,7 @@ async def run_replay_command(capture: Path, market_frames: int, timeout: float =
                     if not killed:
                         raise failure(f"sent {got} of {market_frames} frames in {timeout:.0f} s")
             seconds = time.perf_counter() - t0
-            peak_kb = max(peak_kb, _status_kb(proc.pid, "VmHWM") or 0)
+            peak_kb = max(peak_kb, status_kib(proc.pid, "VmHWM") or 0)
         except (ConnectionError, OSError) as exc:
             if not killed:
                 raise failure(f"failed ({exc})") from None

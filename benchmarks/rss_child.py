@@ -26,7 +26,8 @@ import sys
 import time
 
 
-def _status_kib(pid: int, field: str) -> int | None:
+def status_kib(pid: int, field: str) -> int | None:
+    """A ``/proc/PID/status`` field in KiB (``VmHWM``: the peak RSS so far), None once the process is gone."""
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         while proc.poll() is None:
-            polled = max(polled, _status_kib(proc.pid, "VmHWM") or 0)
+            polled = max(polled, status_kib(proc.pid, "VmHWM") or 0)
             if args.cap_mb is not None and polled * 1024 > args.cap_mb * 1e6:
                 killed = "cap"
             elif args.timeout is not None and time.perf_counter() - t0 > args.timeout:

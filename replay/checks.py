@@ -954,7 +954,6 @@ class CheckEngine(ServerListener):
                     self.rq_fills.append(t)
                 if to in TERMINAL_CLIENT:
                     self.fc_due.add(co.cid)
-                del co
             elif typ == "ORDER_FILL":
                 self.client.add_fill(rec, _data(rec))
         elif kind == "strategy":
@@ -1433,8 +1432,9 @@ class CheckEngine(ServerListener):
     # --- the end -----------------------------------------------------------------------------
 
     def results(self, records: Sequence[dict[str, Any]] | None = None) -> list[CheckResult]:
-        """Every check, in CHECK_NAMES order. ``records`` (the same records, by index) gives the
-        violations' records and timelines; without it they have none."""
+        """Every check, in CHECK_NAMES order, once the last record is fed (call it once: it judges what is
+        left). ``records`` (the same records, by index) gives the violations' records and timelines;
+        without it they have none."""
         if self._undecided is not None:
             pending = self._undecided
             if any(r["kind"] == "event" and r["type"] == "OpenOrdersChanged" for _, r, _ in pending):
@@ -1462,6 +1462,10 @@ class CheckEngine(ServerListener):
             self._judge_server(o, t_end)
         for cid in self.cancel_first:
             self._judge_cancel(cid, t_end)
+        cutoff = self.meta.get("SHUTDOWN_BEGIN", (t_end, 0))[0]  # cancel sets with no CREATE after them
+        for t, i, prev in self.rq_pending:
+            self._judge_set(t, i, prev, None, cutoff)
+        self.rq_pending.clear()
         return _Results(self, records).all()
 
 
@@ -1761,10 +1765,6 @@ class _Results:
         e = self.e
         if not e.has_strategy:
             return _skipped("requote", "no strategy records in the trace")
-        cutoff = e.meta.get("SHUTDOWN_BEGIN", (e.t_end, 0))[0]
-        for t, i, prev in e.rq_pending:
-            e._judge_set(t, i, prev, None, cutoff)
-        e.rq_pending.clear()
         gaps = list(e.rq_gaps)
         figures = {
             "cancel_sets": e.rq_sets,
