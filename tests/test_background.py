@@ -165,3 +165,42 @@ def test_unknown_pair_and_step_before_start():
     bg = BackgroundMarket(ex, {}, seed=0)
     with pytest.raises(RuntimeError):
         bg.step(0)
+
+
+def test_quiet_ladder_refresh_gives_the_same_market_as_one_request_at_a_time():
+    """The engine refreshes a quiet account's ladder in one call (Exchange._replace_quiet); an account
+    whose events are wanted goes one request at a time through _execute. Both give the same book,
+    balances, ids and events (but the BookChanged per request), a ladder order that trades included."""
+
+    def world(quiet: bool):
+        ex, bg = setup(11, volatility_bps=D("40"), taker_probability=0.0)
+        if quiet:
+            ex.quiet_accounts = frozenset({bg.account, bg.taker_account})
+        seen = []
+        seen.append(bg.start(0))
+        for i in range(1, 120):
+            if i % 3 == 0:  # a bot quote just inside the ladder, which the next mid move may cross
+                mid = bg.mid("BTCZAR")
+                side = Side.BUY if i % 2 else Side.SELL
+                price = (mid * (D("0.9992") if side is Side.BUY else D("1.0008"))).quantize(D(1))
+                seen.append(ex.place_limit(i * 1000, "demo", LimitRequest("BTCZAR", side, D("0.001"), price))[1])
+            seen.append(bg.step(i * 1000))
+        kept = [[e for e in evs if type(e).__name__ != "BookChanged"] for evs in seen]
+        if quiet:  # the ladder's own events are not built for a quiet account
+            kept = [[e for e in evs if getattr(e, "account", None) not in ex.quiet_accounts] for evs in kept]
+        state = (
+            [(ex._books[p].orders_by_level(Side.BUY), ex._books[p].orders_by_level(Side.SELL))
+             for p in sorted(ex.pairs)],
+            {n: (sorted(a.balances.items()), list(a.open), list(a.closed)) for n, a in ex._accounts.items()},
+            ex._ticket, ex._seq, ex._rng.getstate(),
+        )
+        bot_fills = sum(isinstance(e, AccountTrade) and e.account == "demo" for evs in seen for e in evs)
+        return kept, state, bot_fills
+
+    fast_events, fast_state, fast_fills = world(quiet=True)
+    slow_events, slow_state, slow_fills = world(quiet=False)
+    slow_events = [[e for e in evs if getattr(e, "account", None) not in {"__market__", "__market__-taker"}]
+                   for evs in slow_events]
+    assert fast_fills == slow_fills > 0  # ladder orders traded with the bot's quotes (no takers here)
+    assert fast_state == slow_state
+    assert fast_events == slow_events

@@ -110,6 +110,17 @@ def test_same_seed_same_trace_different_seed_different_schedule(tmp_path):
     assert [p.conn for p in scenario.schedule(seed=4).applied] == []  # nothing applied before a push
 
 
+def test_a_book_change_is_traced_once_per_pair_per_batch(tmp_path):
+    """The background market changes the book some forty times a refresh; the trace has one
+    BookChanged per pair per batch of events (what the trade stream publishes), not one per change."""
+    result = run_scenario(load_scenario(write(tmp_path, "short.toml", SHORT)), keep_records=True)
+    changes = [(r["t"], r["data"]["pair"]) for r in result.records if r["type"] == "BookChanged"]
+    steps = 6  # the background market refreshes both pairs' ladders once a simulated second
+    assert len(changes) >= 2 * steps
+    assert len(changes) == len(set(changes))
+    assert len(changes) < 10 * steps  # one per change would be some 40 per pair per step
+
+
 @pytest.mark.parametrize(
     ("text", "key", "problem"),
     [

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from replay.decimals import exact_methods
 
 from .events import Event
-from .model import CancelRequest, LimitRequest, PairSpec, Side, TimeInForce
+from .model import LimitRequest, PairSpec, Side, TimeInForce
 
 if TYPE_CHECKING:
     from replay.config import MarketParams
@@ -128,22 +128,20 @@ class BackgroundMarket:
 
     def _refresh(self, pair: str, ts_ms: int) -> list[Event]:
         want = self._ladder(pair)
-        events: list[Event] = []
         keep: set[tuple[Side, Decimal]] = set()
-        for order in self.exchange.open_orders(self.account, pair):
+        cancel = []
+        for order in self.exchange._resting(self.account, pair):
             key = (order.side, order.price)
             if key in want and key not in keep and order.remaining_quantity == want[key]:
                 keep.add(key)
                 continue
-            _, evs = self.exchange._execute(ts_ms, self.account, CancelRequest(pair, order_id=order.order_id))
-            events.extend(evs)
+            cancel.append(order)
         # Place asks and bids nearest the mid first, so the top of the book forms first.
-        missing = sorted((k for k in want if k not in keep), key=lambda k: abs(k[1] - self._mids[pair]))
-        for side, price in missing:
-            req = LimitRequest(pair, side, want[(side, price)], price)
-            _, evs = self.exchange._execute(ts_ms, self.account, req)
-            events.extend(evs)
-        return events
+        mid = self._mids[pair]
+        missing = sorted((k for k in want if k not in keep), key=lambda k: abs(k[1] - mid))
+        place = [LimitRequest(pair, side, want[(side, price)], price) for side, price in missing]
+        # one call for the whole refresh: as a cancel, then a limit order, each in turn
+        return self.exchange._replace_quiet(ts_ms, self.account, cancel, place)
 
     def _taker_quantity(self, mp: "MarketParams", spec: PairSpec) -> Decimal:
         """This step's taker amount: ``taker_quantity``, or (a range given) one draw from the range,

@@ -69,6 +69,43 @@ CLOSE_BOUND_S = 3.0
 log = logging.getLogger(__name__)
 
 
+def _wake_up(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Wakeup:
+    """What the dispatcher sleeps on: ``set`` wakes it at once, and a wait ends at the latest after
+    its timeout. One future and one timer a wait, where ``asyncio.wait_for(event.wait(), timeout)``
+    also makes a task and passes the wake-up through it (the dispatcher sleeps some 35 times a
+    simulated second)."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        if self._waiter is not None:
+            _wake_up(self._waiter)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self, timeout: float | None) -> None:
+        if self._flag:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _wake_up, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
 class _Outbox:
     """One connection's frames due for writing, in order, and the task that writes them: a client
     that does not read holds up only its own writer, never the dispatcher (and so nobody else)."""
@@ -219,7 +256,7 @@ class FakeValr:
         self._conn_ids = {"account": itertools.count(1), "trade": itertools.count(1), "rest": itertools.count(1)}
         self._tasks: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._wake = asyncio.Event()
+        self._wake = _Wakeup()
         self._stopping = asyncio.Event()
         self._buckets: dict[str, _Bucket] = {}
         # fills per account, oldest first: the latest ACCOUNT_TRADES_KEPT (trade history), so a long run stays flat
@@ -541,10 +578,7 @@ class FakeValr:
             timeout = None if next_at is None else max(CLOCK_RESOLUTION_S, next_at - loop.time())
             if timeout is not None and real_time:
                 timeout -= EARLY_WAKE_S
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            await self._wake.wait(timeout)
 
     # --- playback ------------------------------------------------------------------------
     def release(self, releases: Iterable[Any]) -> None:
@@ -690,7 +724,7 @@ class FakeValr:
 
     def route(self, events: Iterable[Any]) -> None:
         """Record events and turn them into stream messages for the right connections."""
-        books: dict[str, None] = {}
+        books: dict[str, BookChanged] = {}  # pair -> the batch's last change of its book
         traced = self._traced_accounts
         traced_all = self.trace is not None
         targets_of: dict[str, list[WsConn]] = {}  # account -> its account connections (none open or close here)
@@ -698,7 +732,10 @@ class FakeValr:
             account_event = isinstance(event, ACCOUNT_EVENTS)
             # The background market's own account events are not traced: nobody connects to
             # its accounts and they would make up nearly all of a trace.
-            if traced_all and (not account_event or event.account in traced):
+            # A BookChanged is recorded once per pair per batch, below, where the book is published:
+            # the background market's ladder changes the book some 80 times a simulated second,
+            # and one record per change made up most of a trace.
+            if traced_all and (not account_event or event.account in traced) and type(event) is not BookChanged:
                 self.record("exchange", "local", "event", type(event).__name__, plain(event))
             if account_event:
                 spec = None
@@ -730,8 +767,10 @@ class FakeValr:
                                       bucket.high, bucket.low, bucket.close, bucket.volume),
                 )
             elif isinstance(event, BookChanged):
-                books[event.pair] = None
-        for pair in books:  # coalesced: one book and one summary per pair per batch
+                books[event.pair] = event
+        for pair, changed in books.items():  # coalesced: one book and one summary per pair per batch
+            if traced_all:
+                self.record("exchange", "local", "event", "BookChanged", plain(changed))
             self.publish_book(pair)
 
     def publish_book(self, pair: str, conn: WsConn | None = None) -> None:
