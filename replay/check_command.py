@@ -16,13 +16,13 @@ import re
 import shlex
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, NoReturn
 
 import click
 from rich.console import Console
 
+from .clock import wall_ms
 from .run_command import POLICY_HELP, finish, print_table
 
 EXIT_BAD_INPUT = 2
@@ -58,19 +58,6 @@ class Traces:
         if not self.records:
             return 0.0
         return (self.records[-1]["t"] - self.records[0]["t"]) / 1e9
-
-
-def wall_ms(value: Any) -> int | None:
-    """Epoch ms of an ISO 8601 UTC wall time as traces write it (``...T16:07:28.971Z``)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        return None
-    return round(dt.timestamp() * 1000)
 
 
 def trace_origin_ns(header: dict[str, Any], records: Iterable[dict[str, Any]]) -> int | None:

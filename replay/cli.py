@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "bench": "replay.bench_command:bench",
     "check": "replay.check_command:check",
     "explore": "replay.explore_command:explore",
+    "from-log": "replay.from_log_command:from_log",
+    "cut": "replay.cut_command:cut",
 }
 
 

@@ -100,3 +100,17 @@ def iso_ms(epoch_ms: int) -> str:
             _ISO_SECONDS.clear()
         head = _ISO_SECONDS[second] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
     return f"{head}{ms:03d}Z"
+
+
+def wall_ms(value: object) -> int | None:
+    """Epoch ms of an ISO 8601 wall time with its zone, as traces write it (``...T16:07:28.971Z``);
+    None for anything else (the inverse of :func:`iso_ms`)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return None
+    return round(dt.timestamp() * 1000)

@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Top-level tables of a scenario file that no other TOML we know of has. [market] is left out:
 # the exchange configuration of `serve --config` (replay/config.py) has one too.
-_SCENARIO_ONLY_TABLES = ("scenario", "exchange", "latency", "perturb", "bot", "expect")
+_SCENARIO_ONLY_TABLES = ("scenario", "exchange", "latency", "perturb", "ordering", "bot", "expect")
 
 
 def is_scenario_file(path: Path, named: bool = False) -> bool:
@@ -83,7 +83,7 @@ def is_scenario_file(path: Path, named: bool = False) -> bool:
     directory is, unless it is plainly other TOML: it is collected when it does not parse (the
     error is reported), has only scenario tables at the top (an empty file included), or has a
     table only a scenario has (``[scenario]``, ``[exchange]``, ``[latency]``, ``[[perturb]]``,
-    ``[bot]``, ``[expect]``) or a misspelling of one (``[scenaro]``: the load then reports it).
+    ``[[ordering]]``, ``[bot]``, ``[expect]``) or a misspelling of one (``[scenaro]``: the load then reports it).
     So ``pyproject.toml``, ``ruff.toml`` or a ``serve --config`` file are left alone.
     """
     if path.suffix != ".toml":

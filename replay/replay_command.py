@@ -83,7 +83,7 @@ def replay(capture: Path, speed: float, scenario_path: Path | None, on_divergenc
         click.echo(f"warning: {problem}", err=True)
     if not config.accounts:
         _fail(f"{scenario_path}: exchange.accounts: at least one account is required")
-    schedule = (DeliverySchedule.from_spec(scenario.latency, scenario.perturb, seed)
+    schedule = (DeliverySchedule.from_spec(scenario.latency, scenario.perturb, seed, ordering=scenario.ordering)
                 if scenario is not None else DeliverySchedule(seed))
     try:
         code = asyncio.run(_replay(playback, capture, config, schedule, seed, on_divergence, host, port, trace_path))

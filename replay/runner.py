@@ -522,7 +522,8 @@ async def run_scenario_async(
     watch = _Watch(scenario, [b.spec for b in bots], store)
     trace.listeners.append(watch.record)
     start = clock.monotonic()
-    schedule = DeliverySchedule.from_spec(scenario.latency, scenario.perturb, seed, start=start)
+    schedule = DeliverySchedule.from_spec(scenario.latency, scenario.perturb, seed, start=start,
+                                          ordering=scenario.ordering)
     schedule.on_applied = lambda a: trace.record(
         "run", "local", "meta", "PERTURBATION",
         {"name": a.name, "conn": a.conn, "msg_type": a.msg_type, "at": a.now},

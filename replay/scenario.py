@@ -149,6 +149,8 @@ class Scenario:
     market: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
     perturb: list[dict[str, Any]] = field(default_factory=list)
+    #: ``[[ordering]]`` entries as written (validated at load; the schedule parses them)
+    ordering: list[dict[str, Any]] = field(default_factory=list)
     bot: BotSpec = field(default_factory=BotSpec)
     expect: dict[str, Any] = field(default_factory=dict)
     expected_violations: PolicyVerdicts = field(default_factory=PolicyVerdicts)
@@ -224,7 +226,8 @@ class Scenario:
 
     def schedule(self, seed: int | None = None, start: float | None = None) -> DeliverySchedule:
         """A fresh delivery schedule for one run (the scenario's seed unless ``seed`` is given)."""
-        return DeliverySchedule.from_spec(self.latency, self.perturb, self.seed if seed is None else seed, start)
+        return DeliverySchedule.from_spec(self.latency, self.perturb, self.seed if seed is None else seed, start,
+                                          ordering=self.ordering)
 
     def resolve(self, relative: str | Path) -> Path:
         """A path named in the file: absolute as is, else relative to the scenario file's
@@ -255,7 +258,7 @@ def resolve_beside(scenario_path: Path, relative: str | Path) -> Path:
 
 # --- loading -------------------------------------------------------------------------------
 
-TOP_KEYS = ("scenario", "exchange", "market", "latency", "perturb", "bot", "expect")
+TOP_KEYS = ("scenario", "exchange", "market", "latency", "perturb", "ordering", "bot", "expect")
 SCENARIO_KEYS = ("name", "description", "duration", "seed")
 MARKET_KEYS = ("pairs", "capture")
 BOT_KEYS = (
@@ -404,8 +407,11 @@ def _build(doc: dict[str, Any], path: Path) -> Scenario:
     perturb = doc.get("perturb", [])
     if not isinstance(perturb, list):
         raise SpecError("perturb", "expected an array of tables: write [[perturb]] for each entry")
-    # Validate [latency] and [[perturb]] now, so a bad file fails at load, naming the key.
-    DeliverySchedule.from_spec(latency, perturb, seed)
+    ordering = doc.get("ordering", [])
+    if not isinstance(ordering, list):
+        raise SpecError("ordering", "expected an array of tables: write [[ordering]] for each entry")
+    # Validate [latency], [[perturb]] and [[ordering]] now, so a bad file fails at load, naming the key.
+    DeliverySchedule.from_spec(latency, perturb, seed, ordering=ordering)
 
     expect, verdicts, by_connector, by_bot = _build_expect(_table(doc, "expect"), bots)
 
@@ -419,6 +425,7 @@ def _build(doc: dict[str, Any], path: Path) -> Scenario:
         market=market,
         latency=latency,
         perturb=perturb,
+        ordering=ordering,
         bot=bot,
         expect=expect,
         expected_violations=verdicts,

@@ -16,6 +16,8 @@ which account-WebSocket commands get VALR's rate-limit reply instead of being ex
 (probabilistic concurrency testing, as in Coyote) delivery strategy: each matching stream
 (connection kind + message type) has a random priority, lower-priority streams are delivered
 later, and at ``depth - 1`` random points the top stream is demoted (see :class:`Pct`).
+``[[ordering]]`` constraints (:class:`Ordering`) time one message about an order exactly a gap after
+another about the same order (a snapshot omitting the pending order, then its placement reply).
 
 Everything here is driven by the caller's timestamps (loop seconds); there is no clock,
 no asyncio and no socket. Every random draw comes from one ``random.Random(seed)``,
@@ -58,6 +60,10 @@ __all__ = [
     "HttpFault",
     "LatencyModel",
     "Match",
+    "ORDER_MESSAGE_TYPES",
+    "ORDERING_CONDITIONS",
+    "ORDERING_UNMET",
+    "Ordering",
     "Pct",
     "Perturbation",
     "PREDICATES",
@@ -67,6 +73,9 @@ __all__ = [
     "WS_COMMAND_TYPES",
     "WsCommandFault",
     "WsError",
+    "check_orderings",
+    "ordering_from_spec",
+    "orderings_from_spec",
     "perturbation_from_spec",
 ]
 
@@ -310,6 +319,46 @@ KINDS: dict[str, type[Perturbation]] = {
 }
 
 
+# --- ordering constraints ----------------------------------------------------------------
+
+#: Account-stream message types that refer to an order (``data.orderId``, ``data[*].orderId``,
+#: ``data.additionalInfo.orderId``): what an ``[[ordering]]`` constraint's ``first`` and ``then`` may name.
+ORDER_MESSAGE_TYPES = (
+    "OPEN_ORDERS_UPDATE", "ORDER_STATUS_UPDATE", "ORDER_PROCESSED", "FAILED_ORDER", "FAILED_CANCEL_ORDER",
+    "NEW_ACCOUNT_TRADE", "NEW_ACCOUNT_HISTORY_RECORD", "PLACE_LIMIT_WS_RESPONSE", "PLACE_MARKET_WS_RESPONSE",
+    "CANCEL_ORDER_WS_RESPONSE", "MODIFY_ORDER_WS_RESPONSE", "MODIFY_ORDER_OUTCOME",
+)
+#: What an ordering's ``first_when`` may say about its first message A and an order X.
+ORDERING_CONDITIONS = {
+    "mentions-order": "A refers to X (data.orderId, data[*].orderId, data.additionalInfo.orderId)",
+    "omits-order": "A is an OPEN_ORDERS_UPDATE whose list lacks X while X is acknowledged but not yet seen in any "
+    "later account message (a snapshot built before X reached the book)",
+}
+#: The mark of an ordering's Applied record when its message went out without its first message
+ORDERING_UNMET = "ORDERING_UNMET"
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """An ``[[ordering]]`` constraint: for each of the bot's orders X (or the ``orders``-th ones, counted from 1
+    in placement order), the first message of type ``then`` about X on an account connection is delivered
+    exactly ``gap_s`` after the message of type ``first`` for X (``first_when``: it refers to X, or, for
+    OPEN_ORDERS_UPDATE, it omits X while X is pending) on that connection. A ``then`` message pushed before its
+    ``first`` is held (without holding back later messages of its type) for at most ``max_wait_s`` past its own
+    delivery time. See scenarios/README.md, ``[[ordering]]``."""
+
+    first: str
+    then: str
+    first_when: str = "mentions-order"
+    gap_s: float = 0.0
+    orders: tuple[int, ...] = ()  # () = every order
+    max_wait_s: float = 2.0
+    name: str = ""
+
+    def applies_to(self, number: int) -> bool:
+        return not self.orders or number in self.orders
+
+
 # --- the schedule ------------------------------------------------------------------------
 
 
@@ -326,6 +375,17 @@ class _Group:
     window_end: float
     conn: str
     items: list[tuple[float, int, float, str, Any]] = field(default_factory=list)  # key, seq, normal, type, msg
+
+
+@dataclass
+class _OrderingHold:
+    """A message B held by ordering ``key[0]`` until its message A about order ``key[2]`` comes."""
+
+    key: tuple[int, str, str]
+    normal_at: float
+    not_before: float
+    delivery: Delivery
+    firsts: list[tuple[int, str, str]]  # the constraints this message is the A of: settled with it
 
 
 @dataclass
@@ -351,6 +411,7 @@ class DeliverySchedule:
         latency: LatencyModel | None = None,
         perturbations: Sequence[Perturbation] = (),
         start: float | None = None,
+        orderings: Sequence[Ordering] = (),
     ):
         self.seed = seed
         self.latency = latency if latency is not None else LatencyModel()
@@ -381,6 +442,18 @@ class DeliverySchedule:
             if isinstance(p, Pct):
                 k = min(max(p.depth - 1, 0), p.horizon)
                 self._pct[i] = _PctState(frozenset(self._rng.sample(range(1, p.horizon + 1), k)))
+        # [[ordering]] constraints (no random draws: a schedule's draws do not depend on them)
+        check_orderings(orderings)
+        self.orderings: tuple[Ordering, ...] = tuple(orderings)
+        self._order_numbers: dict[str, int] = {}  # the bot's orders, numbered from 1 in placement order
+        self._order_count = 0
+        self._order_conns: dict[str, str] = {}  # the account connection an order's placement reply went to
+        # keys (constraint index, conn, order id):
+        self._ord_first_at: dict[tuple[int, str, str], float] = {}  # when its first message A is delivered
+        self._ord_coming: set[tuple[int, str, str]] = set()  # A pushed, but held by a constraint itself
+        self._ord_done: set[tuple[int, str, str]] = set()  # its message B was pushed: the constraint is spent
+        self._ord_waiting: dict[tuple[int, str, str], int] = {}  # B held for A: the held delivery's seq
+        self._ord_held: dict[int, _OrderingHold] = {}  # by delivery seq
 
     @classmethod
     def from_spec(
@@ -389,10 +462,11 @@ class DeliverySchedule:
         perturb: Sequence[Mapping[str, Any]] | None,
         seed: int = 0,
         start: float | None = None,
+        ordering: Sequence[Mapping[str, Any]] | None = None,
     ) -> "DeliverySchedule":
-        """Build from a scenario's ``[latency]`` table and ``[[perturb]]`` array.
+        """Build from a scenario's ``[latency]`` table, ``[[perturb]]`` array and ``[[ordering]]`` array.
 
-        Raises :class:`SpecError` whose message names the key (``perturb[2].match.type``).
+        Raises :class:`SpecError` whose message names the key (``perturb[2].match.type``, ``ordering[1].then``).
         """
         model = LatencyModel.from_spec(latency, "latency")
         if perturb is None:
@@ -400,7 +474,8 @@ class DeliverySchedule:
         if not isinstance(perturb, (list, tuple)):
             raise SpecError("perturb", f"expected an array of tables ([[perturb]]), got {type(perturb).__name__}")
         perturbations = [perturbation_from_spec(p, f"perturb[{i}]", i) for i, p in enumerate(perturb)]
-        return cls(seed=seed, latency=model, perturbations=perturbations, start=start)
+        orderings = orderings_from_spec(ordering)
+        return cls(seed=seed, latency=model, perturbations=perturbations, start=start, orderings=orderings)
 
     # --- outbound WebSocket messages -------------------------------------------------
     def _note_applied(self, applied: Applied) -> None:
@@ -419,6 +494,12 @@ class DeliverySchedule:
         self._ensure_start(now)
         self._flush_groups(now)
         self._track_orders(conn, msg_type, message, now)
+        ordered = bool(self.orderings) and conn_kind(conn) == "account"
+        firsts: list[tuple[int, str, str]] = []
+        if ordered:
+            if self._ord_waiting:
+                self._ordering_release_unmeetable(now)
+            firsts = self._ordering_firsts(conn, msg_type, message)
         deliver_at = now + self.latency.message(self._rng, conn, msg_type)
         hold: HoldUntil | None = None
         reorder: tuple[int, Reorder, float] | None = None
@@ -480,8 +561,18 @@ class DeliverySchedule:
             deliver_at = normal_at
         else:
             deliver_at = max(deliver_at, self._last.get(history_key, deliver_at))
-            self._last[history_key] = deliver_at
-            self._queue.add(Delivery(deliver_at, next(self._seq), conn, "message", msg_type, message))
+            timed = self._ordering_then(now, conn, msg_type, message, deliver_at, not_before, firsts) \
+                if ordered else None
+            if timed is None:
+                self._last[history_key] = deliver_at
+                self._queue.add(Delivery(deliver_at, next(self._seq), conn, "message", msg_type, message))
+            else:
+                deliver_at, held = timed
+                if held:
+                    self._ord_coming.update(firsts)
+                    firsts = []  # settled when the message is
+        if firsts:
+            self._ordering_settle(now, firsts, deliver_at)
 
         # Copies are injected traffic, not produced messages: they do not hold back later
         # messages of their type (a stale snapshot 6 s late must not delay the fresh ones).
@@ -503,6 +594,10 @@ class DeliverySchedule:
         while self._queue and self._queue[0].deliver_at <= now:
             d = self._queue.pop(0)
             self._held.pop(d.seq, None)  # a hold that ran to its maximum
+            if self._ord_held:
+                ord_hold = self._ord_held.pop(d.seq, None)
+                if ord_hold is not None:  # an ordering whose first message did not come in max_wait
+                    self._ordering_unmet(d.deliver_at, ord_hold, d)
             if d.kind == "disconnect":
                 fired = self._at_disconnects.pop(d.seq, None)
                 if fired is not None:
@@ -556,6 +651,14 @@ class DeliverySchedule:
             self._held.pop(d.seq, None)
             self._disconnect_names.pop(d.seq, None)
             self._at_disconnects.pop(d.seq, None)
+            self._ord_held.pop(d.seq, None)
+        if self.orderings:
+            for key in [k for k in self._ord_waiting if k[1] == conn]:
+                del self._ord_waiting[key]
+            for key in [k for k in self._ord_first_at if k[1] == conn]:
+                del self._ord_first_at[key]
+            self._ord_coming = {k for k in self._ord_coming if k[1] != conn}
+            self._ord_done = {k for k in self._ord_done if k[1] != conn}
         for group_key in [k for k in self._groups if k[1] == conn]:
             del self._groups[group_key]
         for last_key in [k for k in self._last if k[0] == conn]:
@@ -563,11 +666,21 @@ class DeliverySchedule:
         for history_key in [k for k in self._history if k[0] == conn]:
             del self._history[history_key]
 
-    def note_order(self, now: float, order_id: str) -> None:
+    def note_order(self, now: float, order_id: str, conn: str | None = None) -> None:
         """Tell the schedule the bot placed ``order_id`` (REST placements, whose replies do not
-        pass through :meth:`push`), for the ``mentions-bot-order``/``omits-pending-order`` predicates."""
+        pass through :meth:`push`), for the ``mentions-bot-order``/``omits-pending-order`` predicates
+        and the ``[[ordering]]`` constraints (which number the bot's orders in the order they are noted;
+        ``conn``: the account connection its placement reply goes to, when known)."""
         self._bot_orders.add(order_id)
         self._pending_orders[order_id] = now
+        if self.orderings:
+            if order_id not in self._order_numbers:
+                self._order_count += 1
+                self._order_numbers[order_id] = self._order_count
+                if self._order_count % _HISTORY_LIMIT == 0:
+                    self._ordering_forget_old()
+            if conn is not None:
+                self._order_conns.setdefault(order_id, conn)
 
     def pending(self) -> int:
         """How many messages are queued (held and reorder-window messages included)."""
@@ -617,6 +730,127 @@ class DeliverySchedule:
                 self._note_applied(Applied(now, p.name, "engine", command))
                 delay += p.extra.sample(self._rng)
         return delay
+
+    # --- ordering constraints ---------------------------------------------------------
+    def _ordering_applies(self, c: Ordering, conn: str, oid: str) -> bool:
+        """Whether constraint ``c`` is about order ``oid`` on ``conn``: one of the bot's orders, among
+        ``c.orders``, whose placement reply went to ``conn`` (or to no connection the schedule knows of)."""
+        number = self._order_numbers.get(oid)
+        if number is None or not c.applies_to(number):
+            return False
+        owner = self._order_conns.get(oid)
+        return owner is None or owner == conn
+
+    def _ordering_firsts(self, conn: str, msg_type: str, message: Any) -> list[tuple[int, str, str]]:
+        """The (constraint, conn, order) keys this message is the first message A of, not yet met."""
+        out: list[tuple[int, str, str]] = []
+        for i, c in enumerate(self.orderings):
+            if c.first != msg_type:
+                continue
+            if c.first_when == "omits-order":
+                # tracking has already removed the orders this snapshot lists: the pending rest are omitted
+                ids = list(self._pending_orders) if isinstance(_data(message), list) else []
+            else:
+                ids = _order_ids(message)
+            for oid in ids:
+                key = (i, conn, oid)
+                if key in self._ord_first_at or key in self._ord_coming:
+                    continue  # only the first A counts
+                if key in self._ord_done and key not in self._ord_waiting:
+                    continue  # B already went its way
+                if self._ordering_applies(c, conn, oid):
+                    out.append(key)
+        return out
+
+    def _ordering_then(self, now: float, conn: str, msg_type: str, message: Any, normal_at: float,
+                       not_before: float | None, firsts: list[tuple[int, str, str]]) -> tuple[float, bool] | None:
+        """If this message is a constraint's B (the first of its type about an order the constraint is
+        about), queue it: at its A's delivery + gap when A came first, else held for A. Returns (when it is due
+        (for a held one, its normal time), whether it is held), or None when no constraint applies."""
+        for i, c in enumerate(self.orderings):
+            if c.then != msg_type:
+                continue
+            for oid in _order_ids(message):
+                key = (i, conn, oid)
+                if key in self._ord_done or not self._ordering_applies(c, conn, oid):
+                    continue
+                # spent for every constraint on this type (an entry given twice acts once)
+                self._ord_done.update((j, conn, oid) for j, o in enumerate(self.orderings) if o.then == msg_type)
+                floor = now if not_before is None else max(now, not_before)
+                first_at = self._ord_first_at.pop(key, None)
+                if first_at is not None:
+                    at = max(first_at + c.gap_s, floor)
+                    self._queue.add(Delivery(at, next(self._seq), conn, "message", msg_type, message))
+                    self._note_applied(Applied(now, c.name, conn, msg_type))
+                    return at, False
+                if key in self._ord_coming or c.first_when != "omits-order" or oid in self._pending_orders:
+                    d = Delivery(normal_at + c.max_wait_s, next(self._seq), conn, "message", msg_type, message)
+                    self._ord_held[d.seq] = _OrderingHold(key, normal_at, floor, d, firsts)
+                    self._ord_waiting[key] = d.seq
+                    self._queue.add(d)
+                    return normal_at, True
+                # an omits-order A can no longer come for an order already seen: nothing changes
+        return None
+
+    def _ordering_settle(self, now: float, firsts: list[tuple[int, str, str]], at: float) -> None:
+        """A message delivered at ``at`` is the A of ``firsts``: place the Bs held for it ``gap`` after it,
+        or remember ``at`` for the Bs to come."""
+        for key in firsts:
+            self._ord_coming.discard(key)
+            seq = self._ord_waiting.pop(key, None)
+            if seq is None:
+                if key not in self._ord_done and key not in self._ord_first_at:
+                    self._ord_first_at[key] = at
+                continue
+            hold = self._ord_held.pop(seq)
+            c = self.orderings[key[0]]
+            self._move_held(hold, max(at + c.gap_s, hold.not_before))
+            self._note_applied(Applied(now, c.name, hold.delivery.conn, hold.delivery.msg_type))
+            if hold.firsts:
+                self._ordering_settle(now, hold.firsts, max(at + c.gap_s, hold.not_before))
+
+    def _move_held(self, hold: _OrderingHold, at: float) -> None:
+        d = hold.delivery
+        self._queue.remove(d)
+        self._queue.add(Delivery(at, next(self._seq), d.conn, d.kind, d.msg_type, d.message))
+
+    def _ordering_release_unmeetable(self, now: float) -> None:
+        """Release the Bs held for an ``omits-order`` A about an order that has since been seen: no
+        snapshot can omit it any more. Each goes at its normal time (or now, if that has passed)."""
+        for key, seq in list(self._ord_waiting.items()):
+            c = self.orderings[key[0]]
+            if c.first_when != "omits-order" or key[2] in self._pending_orders or key in self._ord_coming:
+                continue
+            del self._ord_waiting[key]
+            hold = self._ord_held.pop(seq)
+            at = max(hold.normal_at, min(now, hold.delivery.deliver_at))
+            self._move_held(hold, at)
+            self._note_applied(Applied(now, c.name, hold.delivery.conn, f"{ORDERING_UNMET} {hold.delivery.msg_type}"))
+            if hold.firsts:
+                self._ordering_settle(now, hold.firsts, at)
+
+    def _ordering_unmet(self, now: float, hold: _OrderingHold, d: Delivery) -> None:
+        """A held B reached its max_wait without its A: it goes now (being delivered)."""
+        self._ord_waiting.pop(hold.key, None)
+        c = self.orderings[hold.key[0]]
+        self._note_applied(Applied(now, c.name, d.conn, f"{ORDERING_UNMET} {d.msg_type}"))
+        if hold.firsts:
+            self._ordering_settle(now, hold.firsts, d.deliver_at)
+
+    def _ordering_forget_old(self) -> None:
+        """Bound the constraints' memory: forget orders placed more than _HISTORY_LIMIT orders ago (unless
+        a message is held for them)."""
+        oldest = self._order_count - _HISTORY_LIMIT
+        held = {k[2] for k in self._ord_waiting}
+        old = {oid for oid, n in self._order_numbers.items() if n <= oldest and oid not in held}
+        if not old:
+            return
+        for oid in old:
+            del self._order_numbers[oid]
+            self._order_conns.pop(oid, None)
+        self._ord_first_at = {k: v for k, v in self._ord_first_at.items() if k[2] not in old}
+        self._ord_coming = {k for k in self._ord_coming if k[2] not in old}
+        self._ord_done = {k for k in self._ord_done if k[2] not in old}
 
     # --- internals --------------------------------------------------------------------
     def _pct_extra(self, i: int, p: Pct, now: float, conn: str, msg_type: str) -> float:
@@ -707,7 +941,7 @@ class DeliverySchedule:
             if isinstance(data, dict):
                 oid = data.get("orderId") or data.get("id")
                 if isinstance(oid, str) and oid:
-                    self.note_order(now, oid)
+                    self.note_order(now, oid, conn)
             return
         for oid in _order_ids(message):
             self._pending_orders.pop(oid, None)
@@ -1021,3 +1255,151 @@ def _pct(match: Match, name: str, table: Mapping[str, Any], key: str, akey: str)
     if match.route is not None:
         raise SpecError(f"{key}.match.route", "pct orders WebSocket message streams, not REST responses")
     return Pct(match, name, depth=depth, window_s=window, horizon=horizon)
+
+
+# --- building ordering constraints from a scenario -----------------------------------------
+
+ORDERING_KEYS = ("name", "first", "first_when", "then", "gap", "orders", "max_wait")
+
+
+def _ordering_duration(value: Any, key: str, what: str) -> float:
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0) or (
+            isinstance(value, str) and value.strip().startswith("-")):
+        raise SpecError(key, f"a negative {what} ({value!r}): it must be 0 or more")
+    return parse_duration(value, key)
+
+
+def _ordering_type(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise SpecError(key, f"expected a message type, e.g. \"OPEN_ORDERS_UPDATE\", got {value!r}")
+    if value not in ORDER_MESSAGE_TYPES:
+        raise SpecError(key, f"{value!r} is not an account-stream message type that refers to an order: expected "
+                        f"one of {', '.join(ORDER_MESSAGE_TYPES)}")
+    return value
+
+
+def _ordering_orders(value: Any, key: str) -> tuple[int, ...]:
+    if value == "every":
+        return ()
+    if isinstance(value, list):
+        if not value:
+            raise SpecError(key, "an empty list: give \"every\", a number (3) or a list of numbers ([3, 7])")
+        return tuple(sorted(set(_parse_nth(value, key))))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(key, f"expected \"every\", the bot's nth order (a number >= 1, counted from 1 in placement "
+                        f"order) or a list of them, got {value!r}")
+    return (value,)
+
+
+def ordering_from_spec(spec: Any, key: str, index: int = 0) -> Ordering:
+    """One ``[[ordering]]`` entry (see :class:`Ordering`); :class:`SpecError` naming the key for a bad one."""
+    if not isinstance(spec, Mapping):
+        raise SpecError(key, f"expected a table ([[ordering]]), got {type(spec).__name__}")
+    for name in spec:
+        if name not in ORDERING_KEYS:
+            raise SpecError(f"{key}.{name}", f"unknown key: expected one of {', '.join(ORDERING_KEYS)}")
+    name = spec.get("name", f"ordering[{index}]")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{key}.name", f"expected a non-empty string, got {name!r}")
+    for required in ("first", "then"):
+        if required not in spec:
+            what = "the message delivered first (A)" if required == "first" else "the message delivered after it (B)"
+            raise SpecError(f"{key}.{required}", f"missing: {what}, e.g. {required} = \"OPEN_ORDERS_UPDATE\"")
+    first = _ordering_type(spec["first"], f"{key}.first")
+    then = _ordering_type(spec["then"], f"{key}.then")
+    first_when = spec.get("first_when", "mentions-order")
+    if first_when not in ORDERING_CONDITIONS:
+        raise SpecError(f"{key}.first_when", f"unknown condition {first_when!r}: expected "
+                        f"{' or '.join(ORDERING_CONDITIONS)}")
+    if first_when == "omits-order" and first != "OPEN_ORDERS_UPDATE":
+        raise SpecError(f"{key}.first_when", f"omits-order is about a snapshot's list of open orders: first must be "
+                        f"OPEN_ORDERS_UPDATE, not {first}")
+    if first == then and first_when == "mentions-order":
+        raise SpecError(f"{key}.then", f"the same message as first ({first} that mentions the order): a message "
+                        "cannot be delivered before itself")
+    return Ordering(
+        first=first,
+        then=then,
+        first_when=first_when,
+        gap_s=_ordering_duration(spec.get("gap", 0), f"{key}.gap", "gap"),
+        orders=_ordering_orders(spec.get("orders", "every"), f"{key}.orders"),
+        max_wait_s=_ordering_duration(spec.get("max_wait", "2s"), f"{key}.max_wait", "max_wait"),
+        name=name,
+    )
+
+
+def orderings_from_spec(specs: Any, key: str = "ordering") -> tuple[Ordering, ...]:
+    """A scenario's ``[[ordering]]`` array, each entry checked, then the whole checked for contradictions
+    (:func:`check_orderings`)."""
+    if specs is None:
+        return ()
+    if not isinstance(specs, (list, tuple)):
+        raise SpecError(key, f"expected an array of tables: write [[{key}]] for each entry, got "
+                        f"{type(specs).__name__}")
+    orderings = tuple(ordering_from_spec(s, f"{key}[{i}]", i) for i, s in enumerate(specs))
+    check_orderings(orderings, key)
+    return orderings
+
+
+def _orders_text(orders: tuple[int, ...]) -> str:
+    if not orders:
+        return "every order"
+    return ("order " if len(orders) == 1 else "orders ") + ", ".join(map(str, orders))
+
+
+def _overlap(a: Ordering, b: Ordering) -> bool:
+    return not a.orders or not b.orders or bool(set(a.orders) & set(b.orders))
+
+
+def check_orderings(orderings: Sequence[Ordering], key: str = "ordering") -> None:
+    """Refuse constraints that contradict each other over an order they share: two that time the same message
+    B differently (the same first, first_when and then with another gap; or another first: a message is
+    timed by one constraint only), and any cycle (A before B, B before C, C before A)."""
+    for j, b in enumerate(orderings):
+        for i in range(j):
+            a = orderings[i]
+            if a.then != b.then or not _overlap(a, b):
+                continue
+            if (a.first, a.first_when) == (b.first, b.first_when):
+                if a.gap_s != b.gap_s:
+                    raise SpecError(f"{key}[{j}].gap", f"contradicts {key}[{i}]: {b.then} {b.gap_s * 1000:g}ms after "
+                                    f"{b.first} ({b.first_when}) here, {a.gap_s * 1000:g}ms there, for "
+                                    f"{_orders_text(b.orders if b.orders else a.orders)}")
+                continue  # the same constraint twice: the first one does it
+            raise SpecError(f"{key}[{j}].then", f"{key}[{i}] already times {b.then} for "
+                            f"{_orders_text(b.orders if b.orders else a.orders)} (after {a.first} ({a.first_when})): "
+                            "a message is timed by one constraint only")
+    # cycles: nodes are (type, condition) of a message about an order; a B is (then, mentions-order)
+    classes = sorted({n for o in orderings for n in o.orders}) + [0]  # 0: an order no constraint names
+    for n in classes:
+        edges: dict[tuple[str, str], list[tuple[tuple[str, str], int]]] = {}
+        for j, o in enumerate(orderings):
+            if n and not o.applies_to(n) or not n and o.orders:
+                continue
+            src, dst = (o.first, o.first_when), (o.then, "mentions-order")
+            path = _path(edges, dst, src)
+            if path is not None:
+                chain = " -> ".join(f"{key}[{i}] ({orderings[i].first} before {orderings[i].then})"
+                                    for i in [*path, j])
+                where = f"order {n}" if n else "every order"
+                raise SpecError(f"{key}[{j}].then", f"a cycle of constraints for {where}: {chain}: no delivery order "
+                                "satisfies them all")
+            edges.setdefault(src, []).append((dst, j))
+
+
+def _path(edges: Mapping[tuple[str, str], list[tuple[tuple[str, str], int]]], start: tuple[str, str],
+          goal: tuple[str, str]) -> list[int] | None:
+    """The constraint indices of a path start -> ... -> goal in ``edges``, or None."""
+    if start == goal:
+        return []
+    seen = {start}
+    todo: deque[tuple[tuple[str, str], list[int]]] = deque([(start, [])])
+    while todo:
+        node, path = todo.popleft()
+        for nxt, j in edges.get(node, ()):
+            if nxt == goal:
+                return [*path, j]
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append((nxt, [*path, j]))
+    return None

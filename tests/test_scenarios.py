@@ -42,6 +42,8 @@ CASES = [
     ("account_ws_reconnect_snapshot", "age-guard:5"),
     ("account_ws_reconnect_snapshot", "ignore"),
     ("account_ws_reconnect_snapshot", "reconcile"),
+    ("from_log_seed_report", "naive"),
+    ("from_log_seed_report", "reconcile"),
 ]
 HOLDING = ("ignore", "reconcile")
 
@@ -213,6 +215,29 @@ def point_account_ws_reconnect_snapshot(r: RunResult, policy: str) -> None:
     assert absent == []
 
 
+def point_from_log_seed_report(r: RunResult, policy: str) -> None:
+    """The seed report's two log lines, as a scenario (from-log): the snapshot omitting the pending
+    order is delivered 5 ms before that order's placement reply, on every order."""
+    moved = perturbations(r, "snapshot-before-ack")
+    assert moved
+    account = [x for x in r.records if x["kind"] == "ws" and x.get("dir") == "in" and x["conn"].startswith("account")]
+    for reply in (x for x in account if x["type"] == "PLACE_LIMIT_WS_RESPONSE"):
+        before = [x for x in account if x["type"] == "OPEN_ORDERS_UPDATE" and x["t"] == reply["t"] - 5_000_000]
+        if before:
+            break
+    else:
+        raise AssertionError("no placement reply 5 ms after a snapshot")
+    if policy == "naive":
+        point_open_orders_race(r, policy)
+        # as in open_orders_race: cancelled while pending, then the late reply reopens it
+        reopened = [d for d in client_states(r) if d.get("from") == "CANCELED"]
+        falsely = [d for d in client_states(r)
+                   if d.get("to") == "CANCELED" and d.get("reason") == "open_orders_update:absent"]
+        assert falsely and reopened
+    else:
+        point_open_orders_race(r, policy)
+
+
 POINTS = {
     "open_orders_race": point_open_orders_race,
     "stale_snapshot": point_stale_snapshot,
@@ -220,6 +245,7 @@ POINTS = {
     "ws_timeout_duplicate": point_ws_timeout_duplicate,
     "account_ws_disconnect": point_account_ws_disconnect,
     "account_ws_reconnect_snapshot": point_account_ws_reconnect_snapshot,
+    "from_log_seed_report": point_from_log_seed_report,
 }
 
 

@@ -492,7 +492,10 @@ class FakeValr:
         return at
 
     def _predicates(self) -> bool:
-        """Whether a perturbation of the schedule inspects message contents."""
+        """Whether the schedule inspects message contents: a perturbation's predicate, or an ordering
+        constraint (it reads the order ids of account messages)."""
+        if getattr(self.schedule, "orderings", None):
+            return True
         perts = getattr(self.schedule, "perturbations", None) or ()
         return any(getattr(getattr(p, "match", None), "predicate", None) is not None for p in perts)
 

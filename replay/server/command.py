@@ -163,7 +163,8 @@ async def _serve(config, host: str, port: int, seed: int, trace_path: Path | Non
         # as replay/runner.py builds it: the scenario's latency model and perturbations, anchored
         # at the start of serving
         start = clock.monotonic()
-        schedule = DeliverySchedule.from_spec(setup.scenario.latency, setup.scenario.perturb, seed, start=start)
+        schedule = DeliverySchedule.from_spec(setup.scenario.latency, setup.scenario.perturb, seed, start=start,
+                                              ordering=setup.scenario.ordering)
         if trace is not None:
             recorder = trace
 
