@@ -83,4 +83,4 @@ def test_the_bug_report_steps_run_as_written(tmp_path) -> None:
     committed = (ROOT / "scenarios" / "from_log_seed_report.toml").read_text()
     assert "[expect.policy.naive]" in committed and 'gap = "5ms"' in committed
     small = tmp_path / "bug" / "small.jsonl"
-    assert small.stat().st_size < (ROOT / "captures" / "reference_session.jsonl").stat().st_size
+    assert small.stat().st_size < 0.10 * (ROOT / "captures" / "reference_session.jsonl").stat().st_size

@@ -122,7 +122,7 @@ async def test_a_divergence_is_reported_once_with_a_summary_on_the_way_out():
     assert proc.returncode == 1, text
     assert text.count("divergence after 0 matched request(s)") == 1, text
     assert text.count("came:     CANCEL_LIMIT_ORDER") == 1, text
-    assert "replay summary: 0 of 8 recorded requests matched; 8 never came" in text
+    assert "replay summary: 0 of 60 recorded requests matched; 60 never came" in text
     assert "diverged after 0 matched request(s)" in text and "CANCEL_LIMIT_ORDER; stopped" in text
     assert "never came: PLACE_LIMIT_ORDER recorded at +1000.000ms" in text
     report = json.loads(text.strip().splitlines()[-1])
@@ -145,7 +145,7 @@ async def test_simulate_says_it_hands_over_and_sigint_prints_the_summary():
     text = "".join(before) + rest
     assert code == 0, text
     assert text.count("divergence after 1 matched request(s)") == 1, text
-    assert "replay summary: 1 of 8 recorded requests matched; 7 never came" in text
+    assert "replay summary: 1 of 60 recorded requests matched; 59 never came" in text
     assert "diverged after 1 matched request(s)" in text and "handed over to the simulated exchange" in rest
 
 
@@ -158,5 +158,5 @@ async def test_sigint_without_a_divergence_prints_the_summary():
             await _until(ws, "PLACE_LIMIT_WS_RESPONSE")
             code, err = await interrupt(proc)
     assert code == 0, err
-    assert "replay summary: 1 of 8 recorded requests matched; 7 never came" in err
+    assert "replay summary: 1 of 60 recorded requests matched; 59 never came" in err
     assert "  no divergence" in err and "divergence after" not in err

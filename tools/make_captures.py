@@ -50,7 +50,7 @@ filled_order_delay = "1s"
 REFERENCE = """
 [scenario]
 name = "reference-session"
-duration = "4s"
+duration = "30s"
 seed = 11
 
 [latency]
