@@ -22,7 +22,7 @@ from typing import Any, Iterable, NoReturn
 import click
 from rich.console import Console
 
-from .clock import wall_ms
+from .clock import trace_origin_ns
 from .run_command import POLICY_HELP, finish, print_table
 
 EXIT_BAD_INPUT = 2
@@ -58,27 +58,6 @@ class Traces:
         if not self.records:
             return 0.0
         return (self.records[-1]["t"] - self.records[0]["t"]) / 1e9
-
-
-def trace_origin_ns(header: dict[str, Any], records: Iterable[dict[str, Any]]) -> int | None:
-    """Epoch ns of the trace's ``t = 0``.
-
-    A record's ``wall`` is the origin plus its elapsed time truncated to whole ms, so
-    ``wall - t`` is at most the origin, and reaches it for a record just past a ms boundary:
-    the largest value over the records is the origin (to within microseconds). Without
-    ``wall`` fields, the header's ``created_at`` (ms) stands in."""
-    best: int | None = None
-    for rec in records:
-        ms = wall_ms(rec.get("wall"))
-        if ms is None:
-            continue
-        value = ms * 1_000_000 - int(rec["t"])
-        if best is None or value > best:
-            best = value
-    if best is None:
-        ms = wall_ms(header.get("created_at"))
-        best = None if ms is None else ms * 1_000_000
-    return best
 
 
 def load_traces(paths: list[Path]) -> Traces:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "explore": "replay.explore_command:explore",
     "from-log": "replay.from_log_command:from_log",
     "cut": "replay.cut_command:cut",
+    "export": "replay.export_command:export",
 }
 
 

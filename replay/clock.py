@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
 
 
 class Clock:
@@ -114,3 +115,24 @@ def wall_ms(value: object) -> int | None:
     if dt.tzinfo is None:
         return None
     return round(dt.timestamp() * 1000)
+
+
+def trace_origin_ns(header: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> int | None:
+    """Epoch ns of the trace's ``t = 0``.
+
+    A record's ``wall`` is the origin plus its elapsed time truncated to whole ms, so
+    ``wall - t`` is at most the origin, and reaches it for a record just past a ms boundary:
+    the largest value over the records is the origin (to within microseconds). Without
+    ``wall`` fields, the header's ``created_at`` (ms) stands in."""
+    best: int | None = None
+    for rec in records:
+        ms = wall_ms(rec.get("wall"))
+        if ms is None:
+            continue
+        value = ms * 1_000_000 - int(rec["t"])
+        if best is None or value > best:
+            best = value
+    if best is None:
+        ms = wall_ms(header.get("created_at"))
+        best = None if ms is None else ms * 1_000_000
+    return best
