@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "from-log": "replay.from_log_command:from_log",
     "cut": "replay.cut_command:cut",
     "export": "replay.export_command:export",
+    "report": "replay.report_command:report",
 }
 
 

@@ -286,6 +286,10 @@ def _duration_option(ctx: click.Context, param: click.Parameter, value: str | No
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the run's trace (capture format) here. With several runs, "
                    "'-<scenario>-<connector and policy>' is added before the suffix.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an HTML report of the runs here (one self-contained file): the verdicts, each run's "
+                   "open orders over time (runs of one scenario side by side) and a sequence diagram of each first "
+                   "violation. Keeps the runs' records in memory. Not with --seeds.")
 @click.option("--duration", "duration", default=None, metavar="D", callback=_duration_option,
               help="Run every scenario for D instead of its scenario.duration: seconds (90) or the scenario "
                    "file's spelling ('90s', '10m', '6h'). The reproduce command repeats it.")
@@ -310,8 +314,8 @@ def _duration_option(ctx: click.Context, param: click.Parameter, value: str | No
               help="With --seeds: run on a Dask cluster, e.g. tcp://scheduler:8786 (needs the 'dask' extra: "
                    "pip install 'valr-replay[dask]'; every worker needs valr-replay, and your connector module, "
                    "installed).")
-def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_path, duration, stop_on_violation,
-        real_time, timeline, seeds, workers, dask_address):
+def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_path, report_path, duration,
+        stop_on_violation, real_time, timeline, seeds, workers, dask_address):
     """Run SCENARIO files against the fake VALR server with a connector and a pure market-making
     loop (the reference connector and our loop, or a Hummingbot connector and Hummingbot's own
     PMM), then check the invariants.
@@ -347,6 +351,10 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
         for p in policies:
             parse_policy(p)
         check_writable(json_path, "--json")
+        check_writable(report_path, "--report")
+        if report_path is not None and seeds is not None:
+            raise ValueError("--report goes with single runs, not with --seeds: re-run a seed's reproduce command "
+                             "with --report FILE")
         specs = list(dict.fromkeys(connectors)) or list(dict.fromkeys(b.connector for s in loaded for b in s.bots))
         takes_policy = {spec: check_connector(spec) for spec in specs}
         check_sweep_options(seeds, workers, dask_address, trace_path)
@@ -381,6 +389,7 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
                   workers=workers, dask=dask_address, expect_hold=expect_hold, real_time=real_time,
                   json_path=json_path, schema_version=JSON_SCHEMA_VERSION)
     results: list[Any] = []
+    reported: list[Any] = []  # whole runs (each with its records) for --report
     for scenario, spec, policy in plan:
         run_seed = scenario.seed if seed is None else seed
         label = run_label(spec, policy, takes_policy[spec])
@@ -398,12 +407,15 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
             try:
                 result = run_scenario(scenario, policy, run_seed, trace_path=path, virtual=not real_time,
                                       on_progress=_progress_reporter(progress, task, console), connector=spec,
-                                      expect_hold=expect_hold, stop_on_violation=stop_on_violation)
+                                      expect_hold=expect_hold, stop_on_violation=stop_on_violation,
+                                      keep_records=report_path is not None)
             except RunError as exc:
                 console.print(Text("  run failed: ", style="red") + Text(str(exc)))
                 results.append(RunFailure(scenario, spec, policy, run_seed, str(exc)))
                 continue
         results.extend(result.bots)
+        if report_path is not None:
+            reported.append(result)
         if result.stopped_on_violation:
             console.print(Text(f"  stopped at {result.sim_seconds:.1f} s simulated, on a violation of "
                                f"{', '.join(result.stopped_on_violation)} (--stop-on-violation)", style="yellow"))
@@ -420,11 +432,23 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
         runs = [r for r in results if not isinstance(r, RunFailure) and origin.get(id(r.scenario)) is scenario]
         if runs:
             print_table(out, runs, timeline)
+    if report_path is not None:
+        write_report(console, reported, report_path)
     failures = [r for r in results if isinstance(r, RunFailure)]
     for f in failures:
         console.print(Text(f"{f.scenario.name} / {f.connector} / {f.policy}: run failed: ", style="red")
                       + Text(f.error))
     finish(console, results, json_path, schema_version=JSON_SCHEMA_VERSION, code=2 if failures else None)
+
+
+def write_report(console: Console, results: list, path: Path) -> None:
+    """``run --report``: the HTML report (replay/report.py) of the runs, with the time it took."""
+    from .report import build_report, report_runs
+
+    began = time.perf_counter()
+    path.write_text(build_report(report_runs(results)), encoding="utf-8")
+    console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - began:.2f} s",
+                  markup=False, highlight=False)
 
 
 def print_table(out: Console, runs: list, timeline: bool, title: str | None = None) -> None:

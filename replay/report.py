@@ -1,0 +1,489 @@
+"""A self-contained HTML report of runs: verdicts, open orders over time, and the race of each violation.
+
+``build_report(runs)`` is the pure core: :class:`ReportRun` values (a run's checks and its records) in,
+one HTML document out; no click and no files (``run --report`` and ``valr-replay report`` are the shells).
+
+The pictures are inline SVG written from Python, not a charting library or a JavaScript bundle:
+
+* small and offline: one file with no external script, font or image opens from disk anywhere, also
+  attached to a CI job or an issue, and stays well under 2 MB for the shipped scenarios;
+* dependable: no new dependency, nothing to download, nothing that changes between versions of a library;
+* testable as text: a test parses the HTML with the standard library and finds the charts (``svg.open-orders``,
+  their ``polyline.truth`` / ``polyline.belief``), the sequence diagrams (``svg.sequence``) and their messages
+  (``.msg`` with ``data-json``) without a browser.
+
+A few lines of inline JavaScript show a clicked message's JSON in ``pre#json-view``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .checks import CheckResult
+from .show import OrderLabels, _plain_record, mentioned_ids, record_mentions, summarize
+
+#: which violated check's first violation gets a sequence diagram first (the most telling)
+DIAGRAM_PREFERENCE = ("false_cancels", "duplicate_orders", "orphans", "final_state_exit", "max_open_orders")
+#: messages shown around a violation
+WINDOW_BEFORE_NS = 100_000_000
+WINDOW_AFTER_NS = 100_000_000
+MENTION_WINDOW_NS = 1_000_000_000
+MAX_MESSAGES = 40
+
+LANES = ("strategy", "client", "account stream", "trade stream", "REST", "exchange")
+LANE_TITLES = ("strategy", "connector tracker (client)", "account stream", "trade stream", "REST",
+               "matching engine (exchange)")
+
+
+@dataclass
+class ReportRun:
+    """One run for the report: what ran, its checks, its records (trace order; the checks' indexes point here)."""
+
+    scenario: str
+    seed: int | None
+    label: str
+    checks: list[CheckResult]
+    records: Sequence[dict[str, Any]] = field(repr=False)
+    account: str = "demo"
+    bot: str | None = None  # with several bots: only this bot's client/strategy records
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _json(record: dict[str, Any]) -> str:
+    return json.dumps(_plain_record(record), default=str, sort_keys=False)
+
+
+def _mine(run: ReportRun, rec: dict[str, Any]) -> bool:
+    data = rec.get("data")
+    return run.bot is None or not isinstance(data, dict) or data.get("bot") in (None, run.bot)
+
+
+# --------------------------------------------------------------------------- series
+
+
+@dataclass
+class Series:
+    """What the open-orders chart of a run shows (times in seconds since the trace's start)."""
+
+    truth: list[tuple[float, int]]
+    belief: list[tuple[float, int]]
+    cycles: list[float]
+    cancels: list[float]
+    perturbations: list[tuple[float, str]]
+    violation: tuple[float, str] | None
+    end_s: float
+
+    @property
+    def peak(self) -> int:
+        return max([n for _, n in self.truth] + [n for _, n in self.belief] + [0])
+
+    @property
+    def truth_peak(self) -> int:
+        return max([n for _, n in self.truth] + [0])
+
+
+def first_violation(run: ReportRun) -> CheckResult | None:
+    violated = [c for c in run.checks if c.held is False and c.first_violation]
+    violated.sort(key=lambda c: DIAGRAM_PREFERENCE.index(c.name) if c.name in DIAGRAM_PREFERENCE
+                  else len(DIAGRAM_PREFERENCE))
+    return violated[0] if violated else None
+
+
+def series(run: ReportRun) -> Series:
+    """The exchange's open orders of the run's account (OpenOrdersChanged) and the connector's active orders
+    (client ORDER_STATE ``where``), the strategy's cycles and cancels, the perturbations, the first violation."""
+    t0 = run.records[0].get("t", 0) if run.records else 0
+    truth: list[tuple[float, int]] = [(0.0, 0)]
+    belief: list[tuple[float, int]] = [(0.0, 0)]
+    active: dict[str, bool] = {}
+    cycles: list[float] = []
+    seen_cycles: set[Any] = set()
+    cancels: list[float] = []
+    perturbations: list[tuple[float, str]] = []
+    end = 0.0
+    for rec in run.records:
+        t = (rec.get("t", 0) - t0) / 1e9
+        end = max(end, t)
+        kind, typ, data = rec.get("kind"), rec.get("type"), rec.get("data")
+        if not isinstance(data, dict):
+            data = _plain_record(rec).get("data")
+            if not isinstance(data, dict):
+                continue
+        if kind == "event" and typ == "OpenOrdersChanged" and data.get("account") in (None, run.account):
+            orders = data.get("orders")
+            truth.append((t, len(orders) if isinstance(orders, list) else 0))
+        elif kind == "client" and typ == "ORDER_STATE" and _mine(run, rec):
+            cid = str(data.get("client_order_id"))
+            active[cid] = data.get("where") == "active"
+            n = sum(active.values())
+            if n != belief[-1][1]:
+                belief.append((t, n))
+        elif kind == "strategy" and _mine(run, rec):
+            if typ == "CREATE":
+                cycle = data.get("cycle")
+                if cycle not in seen_cycles:
+                    seen_cycles.add(cycle)
+                    cycles.append(t)
+            elif typ == "CANCEL":
+                cancels.append(t)
+        elif kind == "meta" and typ == "PERTURBATION":
+            what = data.get("name") or data.get("kind") or data.get("perturbation") or "perturbation"
+            perturbations.append((t, str(what)))
+    c = first_violation(run)
+    violation = None
+    if c is not None and c.first_violation is not None:
+        violation = (float(c.first_violation.get("t_s", 0.0)) - t0 / 1e9, c.name)
+    return Series(truth, belief, cycles, cancels, perturbations, violation, end)
+
+
+# --------------------------------------------------------------------------- open-orders chart
+
+CHART_W, CHART_H = 560, 220
+PAD_L, PAD_R, PAD_T, PAD_B = 40, 10, 16, 30
+
+
+def _steps(points: list[tuple[float, int]], end_s: float, x: Any, y: Any) -> str:
+    out: list[str] = []
+    prev: int | None = None
+    for t, n in points:
+        if prev is not None:
+            out.append(f"{x(t):.1f},{y(prev):.1f}")
+        out.append(f"{x(t):.1f},{y(n):.1f}")
+        prev = n
+    if prev is not None:
+        out.append(f"{x(end_s):.1f},{y(prev):.1f}")
+    return " ".join(out)
+
+
+def open_orders_chart(run: ReportRun, s: Series, span_s: float, y_max: int, anchor: str) -> str:
+    """An SVG step chart of truth against belief on a time axis of ``span_s`` seconds and 0..``y_max`` orders."""
+    span_s = max(span_s, 1e-9)
+    y_max = max(y_max, 1)
+    plot_w, plot_h = CHART_W - PAD_L - PAD_R, CHART_H - PAD_T - PAD_B
+
+    def x(t: float) -> float:
+        return PAD_L + plot_w * min(max(t, 0.0), span_s) / span_s
+
+    def y(n: float) -> float:
+        return PAD_T + plot_h * (1 - n / y_max)
+
+    parts = [f'<svg class="open-orders" data-run="{_e(anchor)}" data-truth-peak="{s.truth_peak}" '
+             f'data-belief-peak="{max([n for _, n in s.belief] + [0])}" viewBox="0 0 {CHART_W} {CHART_H}" '
+             f'width="{CHART_W}" height="{CHART_H}" role="img">',
+             f'<title>{_e(run.label)}: open orders over time</title>',
+             f'<rect x="{PAD_L}" y="{PAD_T}" width="{plot_w}" height="{plot_h}" class="plot"/>']
+    for i in range(5):  # axes ticks
+        n = y_max * i / 4
+        parts.append(f'<text x="{PAD_L - 4}" y="{y(n) + 3:.1f}" class="tick" text-anchor="end">{n:.0f}</text>')
+        t = span_s * i / 4
+        parts.append(f'<text x="{x(t):.1f}" y="{CHART_H - PAD_B + 14}" class="tick" text-anchor="middle">'
+                     f'{t:.0f}s</text>')
+    for t in s.cycles:
+        parts.append(f'<line class="cycle" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{PAD_T + plot_h}" '
+                     f'y2="{PAD_T + plot_h - 6}"><title>refresh cycle (CREATE) at {t:.3f}s</title></line>')
+    for t in s.cancels:
+        parts.append(f'<line class="cancel" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{PAD_T + plot_h - 6}" '
+                     f'y2="{PAD_T + plot_h - 10}"><title>CANCEL at {t:.3f}s</title></line>')
+    for t, what in s.perturbations:
+        parts.append(f'<path class="perturbation" d="M{x(t) - 4:.1f},{PAD_T - 8} h8 l-4,7 z">'
+                     f'<title>perturbation {_e(what)} at {t:.3f}s</title></path>')
+    parts.append(f'<polyline class="truth" points="{_steps(s.truth, s.end_s, x, y)}"/>')
+    parts.append(f'<polyline class="belief" points="{_steps(s.belief, s.end_s, x, y)}"/>')
+    if s.violation is not None:
+        t, name = s.violation
+        parts.append(f'<a href="#{_e(anchor)}-seq"><line class="violation" x1="{x(t):.1f}" x2="{x(t):.1f}" '
+                     f'y1="{PAD_T}" y2="{PAD_T + plot_h}"><title>first violation of {_e(name)} at {t:.3f}s'
+                     f'</title></line></a>')
+    parts.append(f'<text x="{PAD_L + 4}" y="{PAD_T + 12}" class="legend"><tspan class="truth-key">'
+                 f'&#9632; exchange (truth)</tspan> <tspan class="belief-key">&#9632; connector (belief)</tspan>'
+                 f'</text></svg>')
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- sequence diagram
+
+
+def _lane(rec: dict[str, Any]) -> int:
+    kind, conn = rec.get("kind"), str(rec.get("conn", ""))
+    if kind == "strategy":
+        return 0
+    if kind == "client":
+        return 1
+    if kind == "ws":
+        return 3 if conn.startswith("trade") else 2
+    if kind == "rest":
+        return 4
+    if kind == "event":
+        return 5
+    return 1
+
+
+def _arrow(rec: dict[str, Any]) -> tuple[int, int]:
+    """(from lane, to lane) of a message; equal lanes: a note on that lane."""
+    kind, direction = rec.get("kind"), rec.get("dir")
+    lane = _lane(rec)
+    if kind == "strategy":
+        return 0, 1
+    if kind in ("ws", "rest"):
+        if direction == "out":
+            return 1, lane
+        if direction == "in":
+            return lane, 1
+        return lane, lane
+    if kind == "event" and rec.get("type") == "CommandSubmitted":
+        data = rec.get("data")
+        via = str(data.get("via", "")) if isinstance(data, dict) else ""
+        return (4 if via.startswith("rest") else 2), 5
+    if kind == "event" and rec.get("type") in ("OpenOrdersChanged", "OrderStatusChanged", "OrderProcessed"):
+        return 5, 2
+    return lane, lane
+
+
+def _labels_for(records: Sequence[dict[str, Any]]) -> OrderLabels:
+    labels = OrderLabels()
+    for rec in records:
+        labels.observe(rec)
+    labels.compact()
+    return labels
+
+
+def violation_index(run: ReportRun, check: CheckResult) -> int | None:
+    fv = check.first_violation or {}
+    index = fv.get("index")
+    if isinstance(index, int) and 0 <= index < len(run.records):
+        return index
+    return None
+
+
+def race_window(run: ReportRun, index: int, labels: OrderLabels) -> list[int]:
+    """Indexes of the messages of a violation's race: those about the violating order within a second of it,
+    the open-orders snapshots and strategy steps within 100 ms, the violating record itself."""
+    records = run.records
+    center = records[index]
+    t_v = center.get("t", 0)
+    wanted = {labels.get(i) or i for i in mentioned_ids(_plain_record(center).get("data"))}
+    chosen: list[int] = []
+    lo = index
+    while lo > 0 and t_v - records[lo - 1].get("t", 0) <= MENTION_WINDOW_NS:
+        lo -= 1
+    hi = index
+    while hi + 1 < len(records) and records[hi + 1].get("t", 0) - t_v <= MENTION_WINDOW_NS:
+        hi += 1
+    for i in range(lo, hi + 1):
+        rec = records[i]
+        dt = rec.get("t", 0) - t_v
+        if i == index:
+            chosen.append(i)
+            continue
+        if not _mine(run, rec):
+            continue
+        near = -WINDOW_BEFORE_NS <= dt <= WINDOW_AFTER_NS
+        typ = rec.get("type")
+        if near and (typ in ("OPEN_ORDERS_UPDATE", "OpenOrdersChanged") or rec.get("kind") == "strategy"):
+            chosen.append(i)
+        elif wanted and any(record_mentions(rec, w, labels) for w in wanted):
+            chosen.append(i)
+    if len(chosen) > MAX_MESSAGES:  # the closest to the violation
+        chosen = sorted(sorted(chosen, key=lambda i: abs(i - index))[:MAX_MESSAGES])
+    return chosen
+
+
+SEQ_LANE_W = 150
+SEQ_ROW_H = 26
+SEQ_TOP = 40
+LABEL_CHARS = 110
+
+
+def sequence_diagram(run: ReportRun, check: CheckResult, labels: OrderLabels, anchor: str) -> str:
+    index = violation_index(run, check)
+    if index is None:
+        return ""
+    chosen = race_window(run, index, labels)
+    t0 = run.records[0].get("t", 0)
+    t_v = run.records[index].get("t", 0)
+    width = 120 + SEQ_LANE_W * len(LANES) + 560  # room for the labels of the right-hand lanes
+    height = SEQ_TOP + SEQ_ROW_H * (len(chosen) + 1)
+
+    def lx(lane: int) -> float:
+        return 120 + SEQ_LANE_W * lane + SEQ_LANE_W / 2
+
+    parts = [f'<svg class="sequence" id="{_e(anchor)}" data-check="{_e(check.name)}" '
+             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
+             f'<title>{_e(run.label)}: first violation of {_e(check.name)}</title>']
+    for lane, title in enumerate(LANE_TITLES):
+        parts.append(f'<text class="lane-title" x="{lx(lane):.0f}" y="16" text-anchor="middle">{_e(title)}</text>')
+        parts.append(f'<line class="lane" x1="{lx(lane):.0f}" x2="{lx(lane):.0f}" y1="24" y2="{height}"/>')
+    prev_t: int | None = None
+    for row, i in enumerate(chosen):
+        rec = run.records[i]
+        t = rec.get("t", 0)
+        y = SEQ_TOP + SEQ_ROW_H * row + 10
+        src, dst = _arrow(rec)
+        violating = i == index
+        text = f"{rec.get('type')} {summarize(rec, labels)}"
+        if len(text) > LABEL_CHARS:
+            text = text[:LABEL_CHARS - 1] + "…"
+        gap = "" if prev_t is None else f" (+{(t - prev_t) / 1e6:.3f} ms)"
+        prev_t = t
+        cls = "msg violating" if violating else "msg"
+        parts.append(f'<g class="{cls}" data-index="{i}" data-json="{_e(_json(rec))}" tabindex="0">')
+        parts.append(f'<text class="time" x="4" y="{y}">{(t - t0) / 1e6:.3f} ms</text>')
+        parts.append(f'<text class="time" x="4" y="{y + 10}">{(t - t_v) / 1e6:+.3f}</text>')
+        parts.append(f'<title>{_e(rec.get("conn"))} {_e(rec.get("dir"))}: {(t - t_v) / 1e6:+.3f} ms from the '
+                     f'violation{gap}</title>')
+        if violating:
+            parts.append(f'<rect class="highlight" x="0" y="{y - 14}" width="{width}" height="{SEQ_ROW_H - 2}"/>')
+        if src == dst:
+            parts.append(f'<circle cx="{lx(src):.1f}" cy="{y}" r="4"/>')
+            parts.append(f'<text class="label" x="{lx(src) + 8:.1f}" y="{y - 4}">{_e(text)}</text>')
+        else:
+            x1, x2 = lx(src), lx(dst)
+            head = -6 if x2 > x1 else 6
+            parts.append(f'<line class="arrow" x1="{x1:.1f}" x2="{x2:.1f}" y1="{y}" y2="{y}"/>')
+            parts.append(f'<path class="head" d="M{x2:.1f},{y} l{head},-4 v8 z"/>')
+            mid = min(x1, x2) + 6
+            parts.append(f'<text class="label" x="{mid:.1f}" y="{y - 4}">{_e(text)}</text>')
+        parts.append('</g>')
+    parts.append('</svg>')
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- the document
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+table#verdicts{border-collapse:collapse}
+table#verdicts td,table#verdicts th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+td.held a{color:#1a7f37} td.violated a{color:#b42318}
+.side-by-side{display:flex;flex-wrap:wrap;gap:1em}
+figure{margin:0}
+svg .plot{fill:#fafafa;stroke:#ccc}
+svg .tick,svg .legend,svg .time{font-size:10px;fill:#555}
+polyline.truth{fill:none;stroke:#d9480f;stroke-width:2}
+polyline.belief{fill:none;stroke:#1c7ed6;stroke-width:1.5;stroke-dasharray:4 2}
+.truth-key{fill:#d9480f} .belief-key{fill:#1c7ed6}
+line.cycle{stroke:#2b8a3e} line.cancel{stroke:#868e96}
+path.perturbation{fill:#c92a2a}
+line.violation{stroke:#c92a2a;stroke-width:2;stroke-dasharray:3 3}
+svg.sequence{font-size:11px;overflow:visible}
+line.lane{stroke:#bbb;stroke-dasharray:2 3} .lane-title{font-weight:bold}
+line.arrow{stroke:#333} path.head{fill:#333}
+.msg{cursor:pointer} .msg:hover .label{fill:#1c7ed6}
+rect.highlight{fill:#ffe3e3}
+.msg.violating .label{fill:#c92a2a;font-weight:bold}
+.msg.selected .label{text-decoration:underline}
+pre#json-view{position:sticky;bottom:0;background:#f1f3f5;max-height:30vh;overflow:auto;padding:.5em;
+  border:1px solid #ccc;white-space:pre-wrap}
+"""
+
+SCRIPT = """
+(function () {
+  var view = document.getElementById('json-view');
+  document.addEventListener('click', function (ev) {
+    var el = ev.target;
+    while (el && el !== document && !(el.classList && el.classList.contains('msg'))) { el = el.parentNode; }
+    if (!el || el === document || !view) { return; }
+    var text = el.getAttribute('data-json') || '';
+    try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* shown as it is */ }
+    view.textContent = text;
+    var old = document.querySelectorAll('.msg.selected');
+    for (var i = 0; i < old.length; i++) { old[i].classList.remove('selected'); }
+    el.classList.add('selected');
+  });
+})();
+"""
+
+
+def report_runs(results: Sequence[Any]) -> list[ReportRun]:
+    """ReportRuns of ``runner.RunResult``s kept with their records (``keep_records=True``): every bot's."""
+    out = []
+    for result in results:
+        records = [_plain_record(r) for r in result.records]
+        for r in result.bots:
+            out.append(ReportRun(scenario=r.scenario.name, seed=r.seed, label=r.label, checks=r.checks,
+                                 records=records, account=r.account, bot=r.bot if r.multi_bot else None))
+    return out
+
+
+def _group_key(run: ReportRun) -> tuple[str, int | None]:
+    return run.scenario, run.seed
+
+
+def verdict_table(runs: list[ReportRun], anchors: list[str]) -> str:
+    """Scenarios (and seed) as rows, one column per run; each cell links to its run's section."""
+    groups: dict[tuple[str, int | None], list[int]] = {}
+    for i, r in enumerate(runs):
+        groups.setdefault(_group_key(r), []).append(i)
+    width = max(len(v) for v in groups.values()) if groups else 0
+    rows = ['<table id="verdicts"><thead><tr><th>scenario (seed)</th>'
+            + "".join(f"<th>run {k + 1}</th>" for k in range(width)) + "</tr></thead><tbody>"]
+    for (name, seed), members in groups.items():
+        cells = []
+        for i in members:
+            r = runs[i]
+            violated = [c.name for c in r.checks if c.held is False]
+            judged = sum(1 for c in r.checks if c.held is not None)
+            what = (f"violated: {', '.join(violated)}" if violated else f"all {judged} checks held")
+            cls = "violated" if violated else "held"
+            cells.append(f'<td class="{cls}"><a href="#{_e(anchors[i])}"><b>{_e(r.label)}</b></a><br>'
+                         f'{_e(what)}</td>')
+        cells += ["<td></td>"] * (width - len(members))
+        rows.append(f"<tr><th>{_e(name)} ({_e('?' if seed is None else seed)})</th>{''.join(cells)}</tr>")
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+def _checks_list(run: ReportRun) -> str:
+    items = []
+    for c in run.checks:
+        state = {True: "held", False: "violated", None: "-"}[c.held]
+        items.append(f'<tr class="{state}"><td>{_e(c.name)}</td><td>{state}</td><td>{_e(c.message)}</td></tr>')
+    return f'<table class="checks">{"".join(items)}</table>'
+
+
+def build_report(runs: list[ReportRun], title: str = "valr-replay report") -> str:
+    """The whole report as one HTML document (no external resource)."""
+    anchors = [f"run-{i + 1}" for i in range(len(runs))]
+    all_series = [series(r) for r in runs]
+    body = [f"<h1>{_e(title)}</h1>", "<h2>Verdicts</h2>", verdict_table(runs, anchors)]
+    groups: dict[tuple[str, int | None], list[int]] = {}
+    for i, r in enumerate(runs):
+        groups.setdefault(_group_key(r), []).append(i)
+    for (name, seed), members in groups.items():
+        span = max(all_series[i].end_s for i in members)
+        y_max = max(all_series[i].peak for i in members)
+        body.append(f"<h2>{_e(name)} (seed {_e('?' if seed is None else seed)}): open orders over time</h2>")
+        body.append('<p>Solid: open orders of the account at the exchange (truth); dashed: the connector\'s '
+                    'active orders (belief). Green ticks: refresh cycles; grey: cancels; red triangles: '
+                    'perturbations; red dashed line: the first violation (click it for its race).</p>')
+        body.append('<div class="side-by-side">')
+        for i in members:
+            body.append(f'<figure><figcaption><a href="#{anchors[i]}">{_e(runs[i].label)}</a></figcaption>'
+                        f'{open_orders_chart(runs[i], all_series[i], span, y_max, anchors[i])}</figure>')
+        body.append("</div>")
+        for i in members:
+            run = runs[i]
+            body.append(f'<section id="{anchors[i]}"><h3>{_e(name)}: {_e(run.label)}</h3>')
+            body.append(_checks_list(run))
+            violated = [c for c in run.checks if c.held is False and violation_index(run, c) is not None]
+            violated.sort(key=lambda c: DIAGRAM_PREFERENCE.index(c.name) if c.name in DIAGRAM_PREFERENCE
+                          else len(DIAGRAM_PREFERENCE))
+            labels = _labels_for(run.records) if violated else None
+            for k, c in enumerate(violated):
+                assert labels is not None
+                seq_anchor = f"{anchors[i]}-seq" if k == 0 else f"{anchors[i]}-seq-{c.name}"
+                body.append(f"<h4>First violation of {_e(c.name)}</h4><p>{_e(c.message)}</p>")
+                body.append(sequence_diagram(run, c, labels, seq_anchor))
+            if not violated:
+                body.append("<p>No violation.</p>")
+            body.append("</section>")
+    body.append('<h2>Message</h2><pre id="json-view">Click a message of a sequence diagram to see its JSON.</pre>')
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
+            + "\n".join(body) + f"<script>{SCRIPT}</script></body></html>\n")
