@@ -396,6 +396,9 @@ class _PctState:
 
 
 _HISTORY_LIMIT = 4096
+#: the bot's latest order ids the ``mentions-bot-order`` predicate knows (an order placed this many bot
+#: placements ago is forgotten: over an hour at two placements a second; a soak run's memory stays flat)
+_BOT_ORDERS_KEPT = 8192
 
 
 class DeliverySchedule:
@@ -433,7 +436,7 @@ class DeliverySchedule:
         # timed ``at`` disconnects: delivery seq -> perturbation index; the indices already fired
         self._at_disconnects: dict[int, int] = {}
         self._at_fired: set[int] = set()
-        self._bot_orders: set[str] = set()
+        self._bot_orders: dict[str, None] = {}  # insertion order: the oldest first
         self._pending_orders: dict[str, float] = {}
         # pct perturbations' state by index; their change points are drawn here, up front, in
         # perturbation order (a schedule without pct draws nothing here)
@@ -671,7 +674,10 @@ class DeliverySchedule:
         pass through :meth:`push`), for the ``mentions-bot-order``/``omits-pending-order`` predicates
         and the ``[[ordering]]`` constraints (which number the bot's orders in the order they are noted;
         ``conn``: the account connection its placement reply goes to, when known)."""
-        self._bot_orders.add(order_id)
+        if order_id not in self._bot_orders:
+            self._bot_orders[order_id] = None
+            if len(self._bot_orders) > _BOT_ORDERS_KEPT:
+                del self._bot_orders[next(iter(self._bot_orders))]
         self._pending_orders[order_id] = now
         if self.orderings:
             if order_id not in self._order_numbers:

@@ -6,6 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
+import replay.exchange.background as background_module
 from replay.config import MarketParams, default_config
 from replay.exchange import BackgroundMarket, Exchange
 from replay.exchange.events import AccountTrade, PublicTrade
@@ -204,3 +205,17 @@ def test_quiet_ladder_refresh_gives_the_same_market_as_one_request_at_a_time():
     assert fast_fills == slow_fills > 0  # ladder orders traded with the bot's quotes (no takers here)
     assert fast_state == slow_state
     assert fast_events == slow_events
+
+
+def test_background_accounts_forget_old_closed_orders_a_bots_account_keeps_its_history():
+    ex, bg = setup(5, volatility_bps=D("50"), taker_probability=1.0)
+    bg.start(0)
+    for i in range(1, 40):  # every level moves each step: hundreds of ladder orders closed, and 78 takers (2 pairs)
+        bg.step(i * 1000)
+    for account in ("__market__", "__market__-taker"):
+        assert len(ex.order_history(account, limit=10_000)) == background_module.CLOSED_KEPT
+    bot = ex.accounts[0]
+    for i in range(60):  # placed and cancelled: a bot's account keeps them all (up to the engine's 2,000)
+        ex.place_limit(50_000 + i, bot, LimitRequest("BTCZAR", Side.BUY, D("0.001"), D("1000")))
+        ex.cancel_all(50_000 + i, bot)
+    assert len(ex.order_history(bot, limit=10_000)) == 60 > background_module.CLOSED_KEPT

@@ -152,6 +152,23 @@ async def test_ws_timeout_asks_the_exchange_before_resending(env):
     assert order.exchange_order_id == placed[0]["data"].get("order_id")
 
 
+async def test_a_cancel_during_placement_is_remembered_only_while_the_placement_runs(env):
+    """The connector remembers a cancel asked for during a placement (so a late placement is not re-sent),
+    and forgets it when the placement ends: over a soak run's thousands of orders its memory stays flat."""
+    make, trace, waiter = env
+    server, conn = await make(schedule=SlowReplies(0.3), policy="ignore")
+    await wait_ready(conn, waiter)
+    cid = conn.buy(PAIR, Decimal("0.001"), bid_price(conn))
+    await waiter.wait(lambda r: isinstance(r, dict) and r.get("type") == "PLACE_LIMIT_ORDER" and r["dir"] == "out")
+    conn.cancel(PAIR, cid)
+    await waiter.wait(lambda r: isinstance(r, dict) and r.get("type") == "CANCEL_LIMIT_ORDER" and r["dir"] == "out")
+    assert conn._placing == {cid} and conn._cancel_requested == {cid}
+    placing = [t for t in asyncio.all_tasks() if t.get_name() == f"valr-create-{cid}"]
+    assert len(placing) == 1
+    await asyncio.wait_for(placing[0], 5.0)  # the placement ends when its (slow) reply comes
+    assert conn._placing == set() and conn._cancel_requested == set()
+
+
 async def test_naive_policy_race_leaves_an_orphan_and_reconcile_does_not(env):
     """A stale OPEN_ORDERS_UPDATE handled while the order is PENDING_CREATE."""
     make, trace, waiter = env

@@ -7,6 +7,7 @@ import statistics
 
 import pytest
 
+import replay.schedule as schedule_module
 from replay.latency import (
     Constant,
     LatencyModel,
@@ -569,6 +570,17 @@ def test_predicate_mentions_bot_order_and_note_order():
         s.push(0.1, "account-1", OSU, status(oid))
     got = [d.message["data"]["orderId"] for d in drain(s) if d.msg_type == OSU]
     assert got == ["other"]
+
+
+def test_the_bot_orders_known_are_the_latest_ones_so_a_soak_stays_flat(monkeypatch):
+    monkeypatch.setattr(schedule_module, "_BOT_ORDERS_KEPT", 3)
+    s = sched(perturb=[{"match": {"type": OSU, "predicate": "mentions-bot-order"}, "drop": True}])
+    for oid in ("o1", "o2", "o3", "o2", "o4"):  # o2 noted twice counts once
+        s.note_order(0.0, oid)
+    for oid in ("o1", "o2", "o3", "o4"):
+        s.push(0.1, "account-1", OSU, status(oid))
+    got = [d.message["data"]["orderId"] for d in drain(s) if d.msg_type == OSU]
+    assert got == ["o1"]  # forgotten: no longer the bot's, so not dropped
 
 
 # --- building from a spec ---------------------------------------------------------------------

@@ -206,6 +206,9 @@ class ValrConnector:
         # the exchange, the re-send is failed as a duplicate and the live order has another id.
         self._provisional_ids: dict[str, str] = {}
         #: client order ids a cancel was sent for (a placement without its reply is then not sent again)
+        # client ids whose placement is still running, and those of them a cancel was asked for (both
+        # emptied when the placement ends, so a long run's memory stays flat)
+        self._placing: set[str] = set()
         self._cancel_requested: set[str] = set()
         self._started = False
         self._stopping = False
@@ -759,6 +762,7 @@ class ValrConnector:
         return amount, price
 
     async def _create_order(self, order: InFlightOrder) -> None:
+        self._placing.add(order.client_order_id)
         try:
             rules = self.rules.get(order.pair)
             if rules is not None and (order.amount < rules.min_base or order.amount * order.price < rules.min_quote
@@ -775,6 +779,9 @@ class ValrConnector:
             log.warning("placing %s failed: %s", order.client_order_id, e)
             self.tracker.process_order_update(OrderUpdate(
                 order.pair, self._now(), OrderState.FAILED, order.client_order_id, reason=f"place_error: {e}"[:200]))
+        finally:
+            self._placing.discard(order.client_order_id)
+            self._cancel_requested.discard(order.client_order_id)
 
     async def _place_order(self, order: InFlightOrder) -> str | None:
         payload = {
@@ -868,7 +875,8 @@ class ValrConnector:
 
     async def _execute_order_cancel(self, order: InFlightOrder) -> str | None:
         # from now on, a placement still looking for its reply must not send the order again
-        self._cancel_requested.add(order.client_order_id)
+        if order.client_order_id in self._placing:
+            self._cancel_requested.add(order.client_order_id)
         try:
             if await self._place_cancel(order):
                 self.tracker.process_order_update(OrderUpdate(

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 _BPS = Decimal("0.0001")
 _LARGE = Decimal("1000000000000")  # balances of the background accounts, per currency
+#: closed orders a background account remembers: nobody asks for their history, and the ladder closes
+#: dozens a second (a bot's account keeps the engine's default)
+CLOSED_KEPT = 50
 
 
 def _to_tick(price: Decimal, tick: Decimal, rounding: str) -> Decimal:
@@ -80,7 +83,7 @@ class BackgroundMarket:
         currencies = sorted({c for spec in pairs for c in (spec.base, spec.quote)})
         for acct in (self.account, self.taker_account):
             if acct not in self.exchange.accounts:
-                self.exchange.open_account(acct, {c: _LARGE for c in currencies})
+                self.exchange.open_account(acct, {c: _LARGE for c in currencies}, closed_kept=CLOSED_KEPT)
         self.started = True
         events: list[Event] = []
         for pair in sorted(self.params):

@@ -111,15 +111,16 @@ class _Account:
     orders: dict[str, Order] = field(default_factory=dict)  # every processed order still known, by id
     by_cid: dict[str, list[Order]] = field(default_factory=dict)  # oldest first
     open: dict[str, Order] = field(default_factory=dict)
-    closed: dict[str, Order] = field(default_factory=dict)  # by id, in closing order (the latest CLOSED_KEPT)
+    closed: dict[str, Order] = field(default_factory=dict)  # by id, in closing order (the latest closed_kept)
+    closed_kept: int = CLOSED_KEPT
 
     def remember_closed(self, order: Order) -> None:
-        """An order left the book for good. The account keeps its latest ``CLOSED_KEPT`` closed orders
+        """An order left the book for good. The account keeps its latest ``closed_kept`` closed orders
         (order history, status by id): an older one is forgotten, so a long run's memory stays flat."""
         if order.order_id in self.closed:
             return
         self.closed[order.order_id] = order
-        if len(self.closed) > CLOSED_KEPT:
+        if len(self.closed) > self.closed_kept:
             oldest = next(iter(self.closed.values()))
             del self.closed[oldest.order_id]
             self.orders.pop(oldest.order_id, None)
@@ -255,10 +256,14 @@ class Exchange:
         self.quiet_accounts: frozenset[str] = frozenset()
 
     # --- accounts ---------------------------------------------------------------------
-    def open_account(self, account: str, balances: Mapping[str, Decimal]) -> None:
+    def open_account(self, account: str, balances: Mapping[str, Decimal], *, closed_kept: int = CLOSED_KEPT) -> None:
+        """Open ``account`` with ``balances``; it remembers its latest ``closed_kept`` closed orders (order
+        history, status by id)."""
         if account in self._accounts:
             raise ValueError(f"account {account!r} already exists")
-        acct = _Account(account)
+        if closed_kept < 1:
+            raise ValueError(f"account {account!r}: closed_kept must be at least 1")
+        acct = _Account(account, closed_kept=closed_kept)
         for cur, amount in balances.items():
             amount = Decimal(amount)
             if amount < 0:
