@@ -333,6 +333,10 @@ def sequence_diagram(run: ReportRun, check: CheckResult, labels: OrderLabels, an
         prev_t = t
         cls = "msg violating" if violating else "msg"
         parts.append(f'<g class="{cls}" data-index="{i}" data-json="{_e(_json(rec))}" tabindex="0">')
+        # the whole row takes the click, not only the strokes and the text (transparent, not none: an
+        # unpainted fill does not receive pointer events)
+        parts.append(f'<rect class="hit" x="0" y="{y - 14}" width="{width}" height="{SEQ_ROW_H - 2}" '
+                     'fill="transparent"/>')
         parts.append(f'<text class="time" x="4" y="{y}">{(t - t0) / 1e6:.3f} ms</text>')
         parts.append(f'<text class="time" x="4" y="{y + 10}">{(t - t_v) / 1e6:+.3f}</text>')
         parts.append(f'<title>{_e(rec.get("conn"))} {_e(rec.get("dir"))}: {(t - t_v) / 1e6:+.3f} ms from the '
