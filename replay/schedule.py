@@ -397,8 +397,9 @@ class _PctState:
 
 _HISTORY_LIMIT = 4096
 #: the bot's latest order ids the ``mentions-bot-order`` predicate knows (an order placed this many bot
-#: placements ago is forgotten: over an hour at two placements a second; a soak run's memory stays flat)
-_BOT_ORDERS_KEPT = 8192
+#: placements ago is forgotten, as the ``[[ordering]]`` constraints forget it: half an hour at two
+#: placements a second; a soak run's memory stays flat)
+_BOT_ORDERS_KEPT = _HISTORY_LIMIT
 
 
 class DeliverySchedule:
