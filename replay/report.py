@@ -46,9 +46,44 @@ class ReportRun:
     seed: int | None
     label: str
     checks: list[CheckResult]
-    records: Sequence[dict[str, Any]] = field(repr=False)
+    #: empty: a run known only by its checks (a ``run --json`` row without its trace): no chart, no diagram
+    records: Sequence[dict[str, Any]] = field(default=(), repr=False)
     account: str = "demo"
     bot: str | None = None  # with several bots: only this bot's client/strategy records
+    #: a line for the run's section, e.g. why it has no chart
+    note: str = ""
+
+
+@dataclass
+class FailingExample:
+    """One failing run of a sweep (a seed) or an exploration (a found scenario), and how to run it again."""
+
+    what: str  # "seed 3", "explore-out/01-false_cancels.toml"
+    violated: list[str]
+    reproduce: str
+
+
+@dataclass
+class FailureRate:
+    """How often one connector/policy (``label``) failed on one scenario: a sweep's column, an exploration."""
+
+    scenario: str
+    label: str
+    runs: int  # runs carried out: the denominator
+    failures: int  # runs in which a check was violated
+    by_check: dict[str, int]  # check: runs that violated it
+    failing: list[FailingExample]
+    unit: str = "seeds"  # what ``runs`` counts: seeds (a sweep), schedules (an exploration)
+    rate_text: str = ""  # the rate in words, e.g. "below 5.9 %" (default: the plain percentage)
+    at_least: bool = False  # ``failures`` is a lower bound (an exploration counts violations per check)
+    errors: int = 0  # runs that could not be carried out
+    note: str = ""
+    #: failing runs not listed in ``failing`` (a sweep lists them all; an exploration writes a few)
+    more: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.failures / self.runs if self.runs else None
 
 
 def _e(value: Any) -> str:
@@ -382,6 +417,12 @@ line.arrow{stroke:#333} path.head{fill:#333}
 rect.highlight{fill:#ffe3e3}
 .msg.violating .label{fill:#c92a2a;font-weight:bold}
 .msg.selected .label{text-decoration:underline}
+table#failure-rates{border-collapse:collapse}
+table#failure-rates td,table#failure-rates th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+table#failure-rates ul{margin:0;padding-left:1.2em} code.reproduce{font-size:12px}
+svg.rate-bar{vertical-align:middle} rect.bar-bg{fill:#f1f3f5;stroke:#ccc}
+rect.bar-fill.failing{fill:#c92a2a} rect.bar-fill.passing{fill:#2b8a3e}
+p.note{color:#555;font-style:italic}
 pre#json-view{position:sticky;bottom:0;background:#f1f3f5;max-height:30vh;overflow:auto;padding:.5em;
   border:1px solid #ccc;white-space:pre-wrap}
 """
@@ -415,6 +456,74 @@ def report_runs(results: Sequence[Any]) -> list[ReportRun]:
     return out
 
 
+#: failing runs listed per row of the failure-rate table (then "and N more")
+SHOWN_FAILING = 5
+BAR_W, BAR_H = 120, 12
+
+
+def rate_from_tally(tally: Any, shown: int = SHOWN_FAILING) -> FailureRate:
+    """The :class:`FailureRate` of a sweep's column (a ``replay.sweep.Tally``)."""
+    failing = [FailingExample(f"seed {r.seed}", list(r.violated), r.reproduce) for r in tally.failing]
+    unexpected = [str(r.seed) for r in tally.runs if not r.as_expected and r.error is None]
+    note = ""
+    if unexpected:
+        listed = ", ".join(unexpected[:shown]) + (f" and {len(unexpected) - shown} more" if len(unexpected) > shown
+                                                  else "")
+        note = f"Not as the scenario expects (what sets the exit status): seed{'s' if len(unexpected) > 1 else ''} "\
+               f"{listed}."
+    return FailureRate(scenario=tally.scenario, label=tally.label, runs=tally.n, failures=tally.failures,
+                       by_check=dict(tally.by_check), failing=failing, unit="seeds",
+                       rate_text=tally.described if tally.n else "", errors=len(tally.errors), note=note)
+
+
+def _percent(rate: float) -> str:
+    value = rate * 100
+    return f"{value:.0f} %" if value == 0 or value >= 10 or value == round(value) else f"{value:.2g} %"
+
+
+def rate_bar(rate: FailureRate) -> str:
+    """A small horizontal bar: the share of failing runs."""
+    share = rate.rate or 0.0
+    fill = "failing" if rate.failures else "passing"
+    return (f'<svg class="rate-bar" viewBox="0 0 {BAR_W} {BAR_H}" width="{BAR_W}" height="{BAR_H}" role="img">'
+            f'<title>{_e(rate.failures)} of {_e(rate.runs)} {_e(rate.unit)} failed</title>'
+            f'<rect class="bar-bg" x="0" y="0" width="{BAR_W}" height="{BAR_H}"/>'
+            f'<rect class="bar-fill {fill}" x="0" y="0" width="{BAR_W * min(max(share, 0.0), 1.0):.1f}" '
+            f'height="{BAR_H}"/></svg>')
+
+
+def failure_rate_table(rates: Sequence[FailureRate], shown: int = SHOWN_FAILING) -> str:
+    """Per scenario and connector/policy: the runs, how many violated a check, the rate, which checks, and the
+    first failing runs with the command that runs each again."""
+    rows = ['<table id="failure-rates"><thead><tr><th>scenario</th><th>connector / policy</th><th>runs</th>'
+            '<th>violated</th><th>failure rate</th><th>checks violated (runs)</th>'
+            '<th>failing runs: how to reproduce</th></tr></thead><tbody>']
+    for r in rates:
+        share = r.rate
+        text = r.rate_text or ("-" if share is None else _percent(share))
+        if r.at_least and share is not None and not r.rate_text:
+            text = f"at least {text}"
+        failed = f"{'at least ' if r.at_least else ''}{r.failures}"
+        runs = f"{r.runs} {r.unit}" + (f" ({r.errors} could not run)" if r.errors else "")
+        checks = ", ".join(f"{name} {n}" for name, n in r.by_check.items()) or "-"
+        items = [f'<li class="failing"><b>{_e(x.what)}</b>: {_e(", ".join(x.violated) or "no check violated")}'
+                 f'<br><code class="reproduce">{_e(x.reproduce)}</code></li>' for x in r.failing[:shown]]
+        more = len(r.failing) - len(items) + r.more
+        if more > 0:
+            items.append(f'<li class="more">and {more} more</li>')
+        listed = f'<ul class="failing">{"".join(items)}</ul>' if items else "-"
+        note = f'<p class="note">{_e(r.note)}</p>' if r.note else ""
+        cls = "violated" if r.failures else "held"
+        rows.append(f'<tr class="{cls}" data-scenario="{_e(r.scenario)}" data-label="{_e(r.label)}" '
+                    f'data-runs="{r.runs}" data-failures="{r.failures}" '
+                    f'data-rate="{"" if share is None else f"{share:.6g}"}">'
+                    f'<td>{_e(r.scenario)}</td><td><b>{_e(r.label)}</b></td><td>{_e(runs)}</td><td>{_e(failed)}</td>'
+                    f'<td class="rate">{rate_bar(r)}<br>{_e(text)}</td><td>{_e(checks)}</td>'
+                    f'<td>{listed}{note}</td></tr>')
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
 def _group_key(run: ReportRun) -> tuple[str, int | None]:
     return run.scenario, run.seed
 
@@ -435,6 +544,8 @@ def verdict_table(runs: list[ReportRun], anchors: list[str]) -> str:
             judged = sum(1 for c in r.checks if c.held is not None)
             what = (f"violated: {', '.join(violated)}" if violated else f"all {judged} checks held")
             cls = "violated" if violated else "held"
+            if not r.checks:  # a run that could not be carried out
+                what, cls = r.note or "no checks", "violated"
             cells.append(f'<td class="{cls}"><a href="#{_e(anchors[i])}"><b>{_e(r.label)}</b></a><br>'
                          f'{_e(what)}</td>')
         cells += ["<td></td>"] * (width - len(members))
@@ -451,30 +562,47 @@ def _checks_list(run: ReportRun) -> str:
     return f'<table class="checks">{"".join(items)}</table>'
 
 
-def build_report(runs: list[ReportRun], title: str = "valr-replay report") -> str:
-    """The whole report as one HTML document (no external resource)."""
+def build_report(runs: list[ReportRun], title: str = "valr-replay report",
+                 rates: Sequence[FailureRate] = ()) -> str:
+    """The whole report as one HTML document (no external resource): the failure rates of sweeps and
+    explorations (``rates``) first, then the verdicts and pictures of single runs (``runs``)."""
     anchors = [f"run-{i + 1}" for i in range(len(runs))]
-    all_series = [series(r) for r in runs]
-    body = [f"<h1>{_e(title)}</h1>", "<h2>Verdicts</h2>", verdict_table(runs, anchors)]
+    all_series = [series(r) if r.records else None for r in runs]
+    body = [f"<h1>{_e(title)}</h1>"]
+    if rates:
+        body.append("<h2>Failure rate</h2>")
+        body.append("<p>Per scenario and connector/policy: the runs, how many violated a check, and the rate "
+                    "(for a sweep with its one-sided 95 % upper bound); then the first failing runs, each with "
+                    "the command that runs it again (add <code>--report FILE</code> to it to see its race).</p>")
+        body.append(failure_rate_table(rates))
+    if runs:
+        body += ["<h2>Verdicts</h2>", verdict_table(runs, anchors)]
     groups: dict[tuple[str, int | None], list[int]] = {}
     for i, r in enumerate(runs):
         groups.setdefault(_group_key(r), []).append(i)
     for (name, seed), members in groups.items():
-        span = max(all_series[i].end_s for i in members)
-        y_max = max(all_series[i].peak for i in members)
-        body.append(f"<h2>{_e(name)} (seed {_e('?' if seed is None else seed)}): open orders over time</h2>")
-        body.append('<p>Solid: open orders of the account at the exchange (truth); dashed: the connector\'s '
-                    'active orders (belief). Green ticks: refresh cycles; grey: cancels; red triangles: '
-                    'perturbations; red dashed line: the first violation (click it for its race).</p>')
-        body.append('<div class="side-by-side">')
-        for i in members:
-            body.append(f'<figure><figcaption><a href="#{anchors[i]}">{_e(runs[i].label)}</a></figcaption>'
-                        f'{open_orders_chart(runs[i], all_series[i], span, y_max, anchors[i])}</figure>')
-        body.append("</div>")
+        drawn = [(i, s) for i in members if (s := all_series[i]) is not None]
+        seed_text = _e('?' if seed is None else seed)
+        if drawn:
+            span = max(s.end_s for _, s in drawn)
+            y_max = max(s.peak for _, s in drawn)
+            body.append(f"<h2>{_e(name)} (seed {seed_text}): open orders over time</h2>")
+            body.append('<p>Solid: open orders of the account at the exchange (truth); dashed: the connector\'s '
+                        'active orders (belief). Green ticks: refresh cycles; grey: cancels; red triangles: '
+                        'perturbations; red dashed line: the first violation (click it for its race).</p>')
+            body.append('<div class="side-by-side">')
+            for i, s in drawn:
+                body.append(f'<figure><figcaption><a href="#{anchors[i]}">{_e(runs[i].label)}</a></figcaption>'
+                            f'{open_orders_chart(runs[i], s, span, y_max, anchors[i])}</figure>')
+            body.append("</div>")
+        else:
+            body.append(f"<h2>{_e(name)} (seed {seed_text})</h2>")
         for i in members:
             run = runs[i]
             body.append(f'<section id="{anchors[i]}"><h3>{_e(name)}: {_e(run.label)}</h3>')
             body.append(_checks_list(run))
+            if run.note:
+                body.append(f'<p class="note">{_e(run.note)}</p>')
             violated = [c for c in run.checks if c.held is False and violation_index(run, c) is not None]
             violated.sort(key=lambda c: DIAGRAM_PREFERENCE.index(c.name) if c.name in DIAGRAM_PREFERENCE
                           else len(DIAGRAM_PREFERENCE))
@@ -484,10 +612,12 @@ def build_report(runs: list[ReportRun], title: str = "valr-replay report") -> st
                 seq_anchor = f"{anchors[i]}-seq" if k == 0 else f"{anchors[i]}-seq-{c.name}"
                 body.append(f"<h4>First violation of {_e(c.name)}</h4><p>{_e(c.message)}</p>")
                 body.append(sequence_diagram(run, c, labels, seq_anchor))
-            if not violated:
+            if not any(c.held is False for c in run.checks):
                 body.append("<p>No violation.</p>")
             body.append("</section>")
-    body.append('<h2>Message</h2><pre id="json-view">Click a message of a sequence diagram to see its JSON.</pre>')
+    if any(r.records for r in runs):
+        body.append('<h2>Message</h2><pre id="json-view">Click a message of a sequence diagram to see its JSON.'
+                    '</pre>')
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
             + "\n".join(body) + f"<script>{SCRIPT}</script></body></html>\n")

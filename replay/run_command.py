@@ -289,7 +289,8 @@ def _duration_option(ctx: click.Context, param: click.Parameter, value: str | No
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write an HTML report of the runs here (one self-contained file): the verdicts, each run's "
                    "open orders over time (runs of one scenario side by side) and a sequence diagram of each first "
-                   "violation. Keeps the runs' records in memory. Not with --seeds.")
+                   "violation. Keeps the runs' records in memory. With --seeds: the failure rate per connector and "
+                   "policy, and the failing seeds' reproduce commands.")
 @click.option("--duration", "duration", default=None, metavar="D", callback=_duration_option,
               help="Run every scenario for D instead of its scenario.duration: seconds (90) or the scenario "
                    "file's spelling ('90s', '10m', '6h'). The reproduce command repeats it.")
@@ -352,9 +353,6 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
             parse_policy(p)
         check_writable(json_path, "--json")
         check_writable(report_path, "--report")
-        if report_path is not None and seeds is not None:
-            raise ValueError("--report goes with single runs, not with --seeds: re-run a seed's reproduce command "
-                             "with --report FILE")
         specs = list(dict.fromkeys(connectors)) or list(dict.fromkeys(b.connector for s in loaded for b in s.bots))
         takes_policy = {spec: check_connector(spec) for spec in specs}
         check_sweep_options(seeds, workers, dask_address, trace_path)
@@ -387,7 +385,7 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
     if seeds is not None:
         run_sweep(console, out, plan, takes_policy, first_seed=0 if seed is None else seed, count=seeds,
                   workers=workers, dask=dask_address, expect_hold=expect_hold, real_time=real_time,
-                  json_path=json_path, schema_version=JSON_SCHEMA_VERSION)
+                  json_path=json_path, schema_version=JSON_SCHEMA_VERSION, report_path=report_path)
     results: list[Any] = []
     reported: list[Any] = []  # whole runs (each with its records) for --report
     for scenario, spec, policy in plan:
@@ -441,12 +439,14 @@ def run(scenarios, policies, connectors, expect_hold, seed, json_path, trace_pat
     finish(console, results, json_path, schema_version=JSON_SCHEMA_VERSION, code=2 if failures else None)
 
 
-def write_report(console: Console, results: list, path: Path) -> None:
-    """``run --report``: the HTML report (replay/report.py) of the runs, with the time it took."""
-    from .report import build_report, report_runs
+def write_report(console: Console, results: list, path: Path, tallies: list | None = None) -> None:
+    """``run --report``: the HTML report (replay/report.py) of the runs, or of a sweep's ``tallies`` (its failure
+    rates), with the time it took."""
+    from .report import build_report, rate_from_tally, report_runs
 
     began = time.perf_counter()
-    path.write_text(build_report(report_runs(results)), encoding="utf-8")
+    rates = [rate_from_tally(t) for t in tallies or []]
+    path.write_text(build_report(report_runs(results), rates=rates), encoding="utf-8")
     console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - began:.2f} s",
                   markup=False, highlight=False)
 
@@ -520,7 +520,7 @@ class _RunsPerSecond(ProgressColumn):
 
 def run_sweep(console: Console, out: Console, plan: list, takes_policy: dict[str, bool], *, first_seed: int,
               count: int, workers: int | None, dask: str | None, expect_hold: bool, real_time: bool,
-              json_path: Path | None, schema_version: int) -> NoReturn:
+              json_path: Path | None, schema_version: int, report_path: Path | None = None) -> NoReturn:
     """``run --seeds``: every (scenario, connector, policy) of ``plan`` under seeds first_seed.. (count of
     them), on a :class:`~replay.workers.RunPool`; a table of failure rates per scenario, then exit."""
     from .runner import run_label
@@ -595,6 +595,8 @@ def run_sweep(console: Console, out: Console, plan: list, takes_policy: dict[str
                        "interrupted": interrupted, "wall_seconds": round(elapsed, 3),
                        "labels": [t.to_json() for t in tallies.values()]}}
     rows = [row for t in tallies.values() for row in t.rows()]
+    if report_path is not None:
+        write_report(console, [], report_path, list(tallies.values()))
     code = 130 if interrupted else (2 if errors else None)
     finish(console, summaries, json_path, rows, schema_version=schema_version, code=code, extra=extra)
 
