@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .checks import CheckResult
-from .show import OrderLabels, _plain_record, mentioned_ids, record_mentions, summarize
+from .show import OrderLabels, mentioned_ids, plain_record, record_mentions, summarize
 
 #: which violated check's first violation gets a sequence diagram first (the most telling)
 DIAGRAM_PREFERENCE = ("false_cancels", "duplicate_orders", "orphans", "final_state_exit", "max_open_orders")
@@ -91,7 +91,7 @@ def _e(value: Any) -> str:
 
 
 def _json(record: dict[str, Any]) -> str:
-    return json.dumps(_plain_record(record), default=str, sort_keys=False)
+    return json.dumps(plain_record(record), default=str, sort_keys=False)
 
 
 def _mine(run: ReportRun, rec: dict[str, Any]) -> bool:
@@ -147,7 +147,7 @@ def series(run: ReportRun) -> Series:
         end = max(end, t)
         kind, typ, data = rec.get("kind"), rec.get("type"), rec.get("data")
         if not isinstance(data, dict):
-            data = _plain_record(rec).get("data")
+            data = plain_record(rec).get("data")
             if not isinstance(data, dict):
                 continue
         if kind == "event" and typ == "OpenOrdersChanged" and data.get("account") in (None, run.account):
@@ -302,7 +302,7 @@ def race_window(run: ReportRun, index: int, labels: OrderLabels) -> list[int]:
     records = run.records
     center = records[index]
     t_v = center.get("t", 0)
-    wanted = {labels.get(i) or i for i in mentioned_ids(_plain_record(center).get("data"))}
+    wanted = {labels.get(i) or i for i in mentioned_ids(plain_record(center).get("data"))}
     chosen: list[int] = []
     lo = index
     while lo > 0 and t_v - records[lo - 1].get("t", 0) <= MENTION_WINDOW_NS:
@@ -449,7 +449,7 @@ def report_runs(results: Sequence[Any]) -> list[ReportRun]:
     """ReportRuns of ``runner.RunResult``s kept with their records (``keep_records=True``): every bot's."""
     out = []
     for result in results:
-        records = [_plain_record(r) for r in result.records]
+        records = [plain_record(r) for r in result.records]
         for r in result.bots:
             out.append(ReportRun(scenario=r.scenario.name, seed=r.seed, label=r.label, checks=r.checks,
                                  records=records, account=r.account, bot=r.bot if r.multi_bot else None))

@@ -47,7 +47,9 @@ def _jsonish(obj: Any) -> Any:
     return obj
 
 
-def _plain_record(record: dict[str, Any]) -> dict[str, Any]:
+def plain_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its ``data`` as plain JSON values, as a trace line holds it: a record a run keeps in
+    memory may carry dataclasses, enums and decimals."""
     data = record.get("data")
     if isinstance(data, (str, int, float, bool)) or data is None:
         return record
@@ -129,7 +131,7 @@ class OrderLabels:
 
     def observe(self, record: dict[str, Any]) -> None:
         """Assign labels to every order id the record mentions."""
-        record = _plain_record(record)
+        record = plain_record(record)
         for oid, cid in _id_pairs(record.get("data")):
             self.link(oid, cid)
         if record.get("kind") == "rest":
@@ -187,7 +189,7 @@ def record_mentions(record: dict[str, Any], wanted: str, labels: OrderLabels | N
 
     With ``labels``, ids linked to the same order (its exchange and customer ids) count too.
     """
-    record = _plain_record(record)
+    record = plain_record(record)
     wanted = wanted.strip()
     wanted_tail = wanted.lstrip("…")
     wanted_labels: set[str] = set()
@@ -376,7 +378,7 @@ def format_record(record: dict[str, Any], labels: OrderLabels | dict[str, str] |
             lab._members.setdefault(name, []).append(str(ident))
             lab._count = max(lab._count, int(name[1:]) if re.fullmatch(r"o\d+", name) else 0)
         labels = lab
-    record = _plain_record(record)
+    record = plain_record(record)
     summary = summarize(record, labels)
     if len(summary) > SUMMARY_WIDTH:
         summary = summary[: SUMMARY_WIDTH - 1] + "…"
