@@ -329,6 +329,10 @@ def explore(scenario_path, policy, connector, budget, time_budget, workers, dask
         fail(console, f"{scenario_path}: invalid TOML: {exc}")
     except ScenarioError as exc:
         fail(console, str(exc))
+    if base.multi_bot:  # a schedule's verdict is one bot's checks: the others' would go unjudged
+        names = ", ".join(b.name for b in base.bots)
+        fail(console, f"{scenario_path}: explore does not take a scenario with several bots yet ({names}): explore "
+                      "a copy with the one [bot] whose races you are after")
     try:
         duration = parse_duration(duration_text, "--duration")
         if duration <= 0:

@@ -27,6 +27,13 @@ def explore(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
     return result.exit_code, data, result.output
 
 
+def test_a_scenario_with_several_bots_is_refused_naming_them() -> None:
+    two = BASE.parent / "two_bots_one_book.toml"
+    result = CliRunner().invoke(main, ["explore", str(two), "--budget", "1"])
+    assert result.exit_code == 2 and "two_bots_one_book.toml" in result.output, result.output
+    assert "several bots yet (naive, reconcile)" in result.output, result.output
+
+
 @pytest.mark.timeout(120)
 def test_naive_race_found_shrunk_and_reproduced(tmp_path: Path) -> None:
     code, data, output = explore(tmp_path, "--policy", "naive", "--budget", "16", "--workers", "2",
